@@ -1,0 +1,178 @@
+"""Reading, writing and validating audio and lip-frame files.
+
+Every problem raises :class:`DataError` naming the file and the problem. Audio is float32 mono
+16 kHz in memory; lip frames are uint8 grayscale ``N x H x W``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or invalid; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike | None, problem: str) -> None:
+        self.path = str(path) if path is not None else "<array>"
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def validate_audio(
+    x: np.ndarray,
+    sr: int,
+    *,
+    path: str | os.PathLike | None = None,
+    expected_sr: int = SAMPLE_RATE,
+    min_duration_s: float = 0.1,
+    silence_rms: float = 1e-5,
+    clip_fraction: float = 0.01,
+) -> np.ndarray:
+    """Check sample rate, channels, finiteness, length, silence and clipping; return float32 mono."""
+    if sr != expected_sr:
+        raise DataError(path, f"wrong sample rate {sr} Hz (expected {expected_sr} Hz)")
+    x = np.asarray(x)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise DataError(path, f"expected mono audio, got shape {x.shape} (stereo or multichannel)")
+    if not np.all(np.isfinite(x)):
+        raise DataError(path, f"audio contains {int(np.sum(~np.isfinite(x)))} NaN/inf samples")
+    if x.size < int(min_duration_s * sr):
+        raise DataError(path, f"audio too short: {x.size} samples ({x.size / sr:.3f} s < {min_duration_s} s)")
+    x = x.astype(np.float32, copy=False)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    if rms < silence_rms:
+        raise DataError(path, f"audio is silent (RMS {rms:.2e} < {silence_rms:.0e})")
+    clipped = float(np.mean(np.abs(x) >= 0.999))
+    if clipped > clip_fraction:
+        raise DataError(path, f"audio is clipped: {100 * clipped:.2f}% of samples at full scale")
+    return x
+
+
+def read_audio(path: str | os.PathLike, *, expected_sr: int = SAMPLE_RATE, validate: bool = True, **kw) -> np.ndarray:
+    """Read a wav/flac file as float32 mono at ``expected_sr``; validated unless told otherwise."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError on corrupt files
+        raise DataError(path, f"cannot read audio ({type(exc).__name__}: {exc})") from exc
+    if not validate:
+        if sr != expected_sr:
+            raise DataError(path, f"wrong sample rate {sr} Hz (expected {expected_sr} Hz)")
+        return np.asarray(x, dtype=np.float32)
+    return validate_audio(x, sr, path=path, expected_sr=expected_sr, **kw)
+
+
+def write_audio(path: str | os.PathLike, x: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "FLOAT") -> Path:
+    """Write mono audio atomically (temp file + rename). Default subtype float32 (lossless)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sf.write(str(tmp), np.asarray(x, dtype=np.float32), sr, subtype=subtype, format="WAV")
+    os.replace(tmp, path)
+    return path
+
+
+def validate_lips(frames: np.ndarray, *, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Check lip frames are a non-empty uint8 ``N x H x W`` array."""
+    frames = np.asarray(frames)
+    if frames.ndim == 4 and frames.shape[-1] == 1:
+        frames = frames[..., 0]
+    if frames.ndim != 3:
+        raise DataError(path, f"lip frames must be N x H x W grayscale, got shape {frames.shape}")
+    if frames.shape[0] == 0:
+        raise DataError(path, "lip video has no frames")
+    if frames.dtype != np.uint8:
+        if np.issubdtype(frames.dtype, np.floating):
+            if not np.all(np.isfinite(frames)):
+                raise DataError(path, "lip frames contain NaN/inf")
+            scale = 255.0 if frames.max() <= 1.0 + 1e-6 else 1.0
+            frames = np.clip(np.round(frames * scale), 0, 255).astype(np.uint8)
+        else:
+            frames = np.clip(frames, 0, 255).astype(np.uint8)
+    return frames
+
+
+def read_lips(path: str | os.PathLike) -> np.ndarray:
+    """Read lip frames from ``.npy``/``.npz`` (uint8 or [0,1] float) or a video file (mp4/avi, via OpenCV)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            frames = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                frames = z[z.files[0]]
+        else:
+            frames = _read_video_cv2(path)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(path, f"cannot read lip frames ({type(exc).__name__}: {exc})") from exc
+    return validate_lips(frames, path=path)
+
+
+def _read_video_cv2(path: Path) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(path, "unreadable video (OpenCV could not open it)")
+    frames = []
+    while True:
+        ok, fr = cap.read()
+        if not ok:
+            break
+        if fr.ndim == 3:
+            fr = cv2.cvtColor(fr, cv2.COLOR_BGR2GRAY)
+        frames.append(fr)
+    cap.release()
+    if not frames:
+        raise DataError(path, "unreadable video (no frames decoded)")
+    return np.stack(frames)
+
+
+def video_fps(path: str | os.PathLike) -> float:
+    """Frame rate stored in a video file (OpenCV)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+    cap.release()
+    if not fps or not np.isfinite(fps):
+        raise DataError(path, "video has no usable frame rate")
+    return fps
+
+
+def write_lips(path: str | os.PathLike, frames: np.ndarray) -> Path:
+    """Write uint8 lip frames as ``.npy`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, validate_lips(frames, path=path))
+    os.replace(tmp, path)
+    return path
+
+
+def check_av_duration(
+    n_samples: int, sr: int, n_frames: int, fps: float, *, path: str | os.PathLike | None = None, tolerance_s: float = 0.2
+) -> None:
+    """Audio and video durations must agree within ``tolerance_s`` seconds."""
+    da, dv = n_samples / sr, n_frames / fps
+    if abs(da - dv) > tolerance_s:
+        raise DataError(
+            path, f"audio/video duration mismatch: audio {da:.3f} s vs video {dv:.3f} s ({n_frames} frames at {fps:g} fps), tolerance {tolerance_s} s"
+        )

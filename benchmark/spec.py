@@ -1,0 +1,238 @@
+"""Experiment specification: dataclasses loaded from YAML presets.
+
+A preset may ``extends: <preset name or path>`` another one and override any key; the CLI
+overrides keys with ``--set section.key=value`` (the value is parsed as YAML). Every unknown
+key, wrong type or out-of-range value is a :class:`~benchmark.configtools.ConfigError` that
+names the file and the dotted key.
+
+Each stage owns its section; add a field to the section your stage reads (with a default, a
+type and, where it applies, a ``range``/``choices`` in the field metadata).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from benchmark.configtools import ConfigError, deep_merge, from_dict, set_dotted, to_dict
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class CorpusSpec:
+    """Which corpus to build or read (``name`` is a key of the corpus registry)."""
+
+    name: str = "synthetic"
+    root: Optional[str] = None  # where the corpus lives; default: data/corpus/<name>-<settings hash>
+    seed: int = 0
+    n_train_speakers: int = field(default=12, metadata={"range": (1, 10000)})
+    n_val_speakers: int = field(default=2, metadata={"range": (0, 10000)})
+    n_test_speakers: int = field(default=4, metadata={"range": (1, 10000)})
+    n_babble_speakers: int = field(default=4, metadata={"range": (0, 10000)})  # speakers kept for babble noise only
+    utts_per_speaker: int = field(default=20, metadata={"range": (1, 100000)})
+    sample_rate: int = field(default=16000, metadata={"choices": (16000,)})
+    fps: float = field(default=25.0, metadata={"range": (1.0, 240.0)})
+    lip_size: int = field(default=64, metadata={"range": (8, 512)})
+    skip_bad: bool = False  # skip invalid items (listed in a report) instead of aborting
+    jobs: int = field(default=2, metadata={"range": (1, 256)})
+    options: dict[str, Any] = field(default_factory=dict)  # adapter-specific settings
+
+
+@dataclass
+class ConditionsSpec:
+    """The test-condition grid: noises x SNRs x visual corruptions."""
+
+    split: str = field(default="test", metadata={"choices": ("train", "val", "test")})
+    n_utterances: Optional[int] = field(default=None, metadata={"range": (1, None)})  # None: all of the split
+    noises: list[str] = field(default_factory=lambda: ["white", "babble"])
+    snrs_db: list[float] = field(default_factory=lambda: [0.0, 5.0], metadata={"range": (-30.0, 50.0)})
+    snr_definition: str = field(default="energy", metadata={"choices": ("energy", "active")})
+    # each entry: "none", "kind@severity", or a composition "kind@sev+kind@sev"
+    corruptions: list[str] = field(default_factory=lambda: ["none"])
+    seed: int = 0
+    peak_normalise: bool = False
+    allow_noise_loop: bool = True
+    noise_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"root": "/data/DEMAND"}
+
+
+@dataclass
+class ModelEntry:
+    """One speech model to train and evaluate (``name`` in the model registry)."""
+
+    name: str = "a-vae"
+    fusion: Optional[str] = None
+    id: Optional[str] = None  # label in tables; default "<name>" or "<name>/<fusion>"
+    params: dict[str, Any] = field(default_factory=dict)  # model config overrides
+    training: dict[str, Any] = field(default_factory=dict)  # training config overrides
+
+    @property
+    def label(self) -> str:
+        if self.id:
+            return self.id
+        return f"{self.name}/{self.fusion}" if self.fusion else self.name
+
+
+@dataclass
+class TrainingSpec:
+    """Clean-speech training defaults (per-model overrides in ``ModelEntry.training``)."""
+
+    epochs: int = field(default=20, metadata={"range": (1, 100000)})
+    lr: float = field(default=1e-4, metadata={"range": (0.0, 1.0)})
+    batch_size: int = field(default=32, metadata={"range": (1, 100000)})
+    seq_len: int = field(default=50, metadata={"range": (1, 100000)})
+    patience: int = field(default=5, metadata={"range": (0, 100000)})
+    kl_warmup_epochs: int = field(default=0, metadata={"range": (0, 100000)})
+    reliability_augmentation: bool = True
+    init_from_avae: bool = True
+    max_minutes: Optional[float] = field(default=None, metadata={"range": (0.0, None)})
+    seed: int = 0
+    device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto")})
+
+
+@dataclass
+class EnhanceSpec:
+    """Unsupervised enhancement: algorithms (registry names) and their settings."""
+
+    algorithms: list[str] = field(default_factory=lambda: ["ldem"])
+    baselines: list[str] = field(default_factory=lambda: ["noisy"])
+    algorithm_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nmf_rank: int = field(default=10, metadata={"range": (1, 1000)})
+    device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto")})
+    frame_budget: int = field(default=20000, metadata={"range": (1, None)})
+    seed: int = 0
+
+
+@dataclass
+class MetricsSpec:
+    """Which metrics to compute (registry names) and their settings."""
+
+    names: list[str] = field(default_factory=lambda: ["si_sdr", "pesq", "stoi", "estoi", "sdr"])
+    pesq_mode: str = field(default="wb", metadata={"choices": ("wb", "nb")})
+    jobs: int = field(default=2, metadata={"range": (1, 256)})
+
+
+@dataclass
+class RunnerSpec:
+    """How jobs are executed."""
+
+    jobs: int = field(default=1, metadata={"range": (1, 256)})
+    executor: str = field(default="serial", metadata={"choices": ("serial", "joblib", "dask")})
+    scheduler: Optional[str] = None  # tcp://host:port of an existing Dask scheduler
+    dask_local: int = field(default=0, metadata={"range": (0, 256)})
+    limit: Optional[int] = field(default=None, metadata={"range": (1, None)})
+
+
+@dataclass
+class ReportSpec:
+    """Report settings."""
+
+    bootstrap: int = field(default=2000, metadata={"range": (10, 10_000_000)})
+    ci: float = field(default=0.95, metadata={"range": (0.5, 0.999)})
+    n_examples: int = field(default=2, metadata={"range": (0, 100)})
+    reference: Optional[str] = None  # YAML of published figures for the reference comparison
+    seed: int = 0
+
+
+@dataclass
+class ExperimentSpec:
+    """A whole experiment: what to build, train, mix, enhance, score and report."""
+
+    name: str = "unnamed"
+    description: str = ""
+    seed: int = 0
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    conditions: ConditionsSpec = field(default_factory=ConditionsSpec)
+    models: list[ModelEntry] = field(default_factory=lambda: [ModelEntry()])
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    enhance: EnhanceSpec = field(default_factory=EnhanceSpec)
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    runner: RunnerSpec = field(default_factory=RunnerSpec)
+    report: ReportSpec = field(default_factory=ReportSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _resolve_preset_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_absolute() and relative_to is not None and (relative_to / p).exists():
+            p = relative_to / p
+        if not p.exists():
+            raise ConfigError(f"preset file not found: {p}")
+        return p
+    cand = PRESET_DIR / f"{name_or_path}.yaml"
+    if not cand.exists():
+        raise ConfigError(f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
+    return cand
+
+
+def load_raw(name_or_path: str, _seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The merged raw mapping of a preset (following ``extends``), and its source file."""
+    path = _resolve_preset_path(name_or_path)
+    key = str(path.resolve())
+    if key in _seen:
+        raise ConfigError(f"{path}: circular 'extends' chain: {' -> '.join(_seen + (key,))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping at top level")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: key 'extends': expected a preset name or path")
+        base, _ = load_raw(str(_resolve_preset_path(parent, path.parent)), _seen + (key,))
+        data = deep_merge(base, data)
+    return data, str(path)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1", "c=[x, y]"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (for example enhance.algorithms=[ldem])")
+        k, v = item.split("=", 1)
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {k}: value {v!r} is not valid YAML: {exc}") from exc
+        set_dotted(out, k.strip(), value)
+    return out
+
+
+def load_spec(name_or_path: str = "smoke", overrides: list[str] | None = None) -> ExperimentSpec:
+    """Load a preset (by name or YAML path), apply ``--set`` overrides, validate."""
+    data, source = load_raw(name_or_path)
+    if overrides:
+        data = deep_merge(data, parse_overrides(overrides))
+        source = f"{source} (with --set {' '.join(overrides)})"
+    return from_dict(ExperimentSpec, data, source=source)
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentSpec:
+    """Validate a plain mapping as an :class:`ExperimentSpec`."""
+    return from_dict(ExperimentSpec, data, source=source)
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` re-exported for convenience."""
+    return dataclasses.replace(obj, **changes)
+
+
+__all__ = [
+    "ConfigError", "CorpusSpec", "ConditionsSpec", "ModelEntry", "TrainingSpec", "EnhanceSpec",
+    "MetricsSpec", "RunnerSpec", "ReportSpec", "ExperimentSpec", "load_spec", "preset_names",
+    "parse_overrides", "spec_from_dict",
+]
