@@ -1,0 +1,1 @@
+"""Test conditions: exact-SNR mixing, visual corruptions, and the condition grid (pure, seeded)."""

@@ -1,0 +1,1 @@
+"""Unsupervised speech enhancement: VAE speech prior + NMF noise model + EM algorithms."""
