@@ -1,0 +1,329 @@
+"""Speech VAEs of unsupervised AVSE: the audio-only ``a-vae`` and the audio-visual ``av-vae``
+(with any fusion of the zoo, and the AV-CVAE visual prior as a switch).
+
+``a-vae`` (Leglaive et al. 2018; avse-vae ``myVAE``): encoder F -> 128 (tanh) -> (mu, logvar) of
+dim L; decoder L -> 128 (tanh) -> F speech log-variance; complex Gaussian likelihood (the
+Itakura-Saito divergence); prior N(0, I). Defaults: L = 16 (av-dkf; use ``latent_dim: 32`` for the
+avse-vae / AV-CVAE setting).
+
+``av-vae``: a visual front-end (:mod:`models.visual`) gives ``vfeat [B, T, Dv]`` once per
+utterance; a fusion module (:mod:`models.fusion`) joins audio and video wherever they meet:
+in the encoder (the pre-activation audio projection ``Lin_x(x)`` with ``vfeat``) and/or in the
+decoder (``Lin_z(z)`` with ``vfeat``), chosen by ``fusion_position`` ("both", "encoder",
+"decoder"). With ``fusion: concat`` and ``fusion_position: both`` this is the published AV-VAE
+(``tanh(Lin_x x + Lin_v v)``). ``visual_prior: true`` adds the AV-CVAE prior p(z | v)
+(Sadeghi et al. 2020: ReLU(Linear(vfeat)) -> mean, logvar) and trains with the CVAE loss
+``alpha ELBO(q || p(z|v)) + (1 - alpha) E_{p(z|v)} ln p(s | z, v)`` (alpha 0.9 as in av-dkf; the
+avse-vae script's default is 1.0). There is no separate "av-cvae" registry name: it is
+``av-vae`` with ``visual_prior: true`` (and, to match the paper, ``latent_dim: 32``).
+
+Encoder input: ``input_transform: "log"`` (default) feeds ``log(|S|^2 + eps)`` standardised per
+frequency with statistics of the training set (stored as buffers in the checkpoint): this
+trains much faster on few CPU minutes. ``"linear"`` feeds the raw power as the published code
+does. The decoder output and the likelihood are the same in both cases.
+
+Temporal option ``temporal: gru | conv`` adds a residual temporal layer over the audio projection
+in the encoder (a unidirectional GRU or a non-causal convolution) and, unless the fusion options
+say otherwise, the same kind of temporal context in the fusion's weight computations. The
+decoder's own layers stay frame-wise (the per-frame MH of MCEM relies on that); a decoder
+fusion with temporal context couples frames only through it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from models.base import SpeechModel
+from models.fusion.base import TEMPORAL_KINDS, Fusion, FusionConfig, TemporalContext, count_macs
+from models.registry import FRONTENDS, FUSIONS, MODELS
+from models.visual import FrontendConfig
+
+LOG_EPS = 1e-8
+POWER_FLOOR = 1e-12
+
+
+@dataclass
+class VAEConfig:
+    """Configuration of both VAEs (the audio-only model ignores the visual fields)."""
+
+    n_freq: int = 513
+    hidden: int = 128
+    latent_dim: int = 16
+    input_transform: str = field(default="log", metadata={"choices": ("log", "linear")})
+    temporal: str = field(default="none", metadata={"choices": TEMPORAL_KINDS})
+    temporal_kernel: int = 5
+    # audio-visual only
+    lip_size: int = 64
+    frontend: str = "linear"
+    visual_dim: int = 128
+    frontend_hidden: int = 512
+    frontend_channels: int = 16
+    fusion: Optional[str] = "concat"
+    fusion_position: str = field(default="both", metadata={"choices": ("both", "encoder", "decoder")})
+    fusion_params: dict[str, Any] = field(default_factory=dict)
+    visual_prior: bool = False
+    cvae_alpha: float = 0.9
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
+        cfg = cls(**d)
+        for name, f in known.items():
+            choices = f.metadata.get("choices")
+            if choices and getattr(cfg, name) not in choices:
+                raise ValueError(f"model option {name}={getattr(cfg, name)!r}: must be one of {list(choices)}")
+        if cfg.latent_dim < 1 or cfg.hidden < 1 or cfg.n_freq < 2:
+            raise ValueError(f"model sizes must be positive (latent_dim={cfg.latent_dim}, hidden={cfg.hidden})")
+        if not 0.0 <= cfg.cvae_alpha <= 1.0:
+            raise ValueError(f"cvae_alpha must lie in [0, 1], got {cfg.cvae_alpha}")
+        return cfg
+
+
+def kl_diag(mu: torch.Tensor, logvar: torch.Tensor, p_mu: torch.Tensor | None = None,
+            p_logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(p_mu, e^p_logvar)) summed over the last dim (prior N(0, I) if None)."""
+    if p_mu is None:
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+    return 0.5 * (p_logvar - logvar + (logvar.exp() + (mu - p_mu).pow(2)) / p_logvar.exp() - 1.0).sum(-1)
+
+
+def is_divergence(power: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Itakura-Saito divergence d_IS(P || e^logvar) per TF bin (the complex-Gaussian NLL up to a
+    constant in the model); ``P`` is floored at 1e-12 for the ``log P`` constant only."""
+    ratio = power * torch.exp(-logvar)
+    return ratio - torch.log(power.clamp_min(POWER_FLOOR)) + logvar - 1.0
+
+
+class _VAEBase(SpeechModel):
+    """Shared encoder/decoder machinery (frame-wise MLPs with optional temporal layer)."""
+
+    def __init__(self, config: VAEConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = VAEConfig.from_dict(kwargs)
+        elif kwargs:
+            raise TypeError("pass either a VAEConfig or keyword options, not both")
+        self.config = config
+        c = config
+        self.register_buffer("in_mean", torch.zeros(c.n_freq))
+        self.register_buffer("in_std", torch.ones(c.n_freq))
+        self.lin_x = nn.Linear(c.n_freq, c.hidden)
+        self.enc_temporal = TemporalContext(c.temporal, c.hidden, c.hidden, c.temporal_kernel) if c.temporal != "none" else None
+        self.enc_mu = nn.Linear(c.hidden, c.latent_dim)
+        self.enc_lv = nn.Linear(c.hidden, c.latent_dim)
+        self.lin_z = nn.Linear(c.latent_dim, c.hidden)
+        self.dec_out = nn.Linear(c.hidden, c.n_freq)
+
+    # -- contract --------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def n_freq(self) -> int:
+        return self.config.n_freq
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> "_VAEBase":
+        return cls(VAEConfig.from_dict(dict(d)))
+
+    # -- pieces ----------------------------------------------------------------------------
+    def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-frequency standardisation of the encoder input (log transform only)."""
+        self.in_mean.copy_(mean.reshape(-1))
+        self.in_std.copy_(std.reshape(-1).clamp_min(1e-3))
+
+    def encoder_input(self, power: torch.Tensor) -> torch.Tensor:
+        if power.shape[-1] != self.config.n_freq:
+            raise ValueError(f"{self.name}: expected {self.config.n_freq} frequency bins, got {power.shape[-1]}")
+        if self.config.input_transform == "log":
+            return (torch.log(power + LOG_EPS) - self.in_mean) / self.in_std
+        return power
+
+    def audio_projection(self, power: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pre-activation audio projection ``Lin_x(x)`` (+ residual temporal layer) ``[B, T, H]``."""
+        a = self.lin_x(self.encoder_input(power))
+        if self.enc_temporal is not None:
+            a = a + self.enc_temporal(a, mask)
+        return a
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.enc_mu(h), self.enc_lv(h)
+
+    def training_loss(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
+                      beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Negative ELBO per real frame (``loss``), with its parts: ``is_per_bin`` (mean IS
+        divergence per real TF bin, the reconstruction figure reported) and ``kl`` (per frame).
+        AV-CVAE models (visual prior) use the CVAE loss of the module docstring."""
+        mu, logvar = self.encode(power, vfeat, mask)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        rec = is_divergence(power, self.decode(z, vfeat, mask)).sum(-1)  # [B, T]
+        p_mu, p_lv = self.prior(vfeat, mask)
+        kl = kl_diag(mu, logvar, p_mu, p_lv) if self.uses_visual_prior else kl_diag(mu, logvar)
+        m = mask.to(power.dtype)
+        n = m.sum().clamp_min(1.0)
+        rec_m, kl_m = (rec * m).sum() / n, (kl * m).sum() / n
+        loss = rec_m + beta * kl_m
+        if self.uses_visual_prior and self.config.cvae_alpha < 1.0:
+            eps2 = torch.randn(p_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            zp = p_mu + torch.exp(0.5 * p_lv) * eps2
+            rec_p = (is_divergence(power, self.decode(zp, vfeat, mask)).sum(-1) * m).sum() / n
+            a = self.config.cvae_alpha
+            loss = a * loss + (1 - a) * rec_p
+        return {"loss": loss, "is_per_bin": rec_m / self.config.n_freq, "kl": kl_m}
+
+    @property
+    def uses_visual_prior(self) -> bool:
+        return False
+
+    def cost_summary(self, n_frames: int = 16) -> dict[str, int]:
+        """Parameter count and multiply-adds per frame of one encode + one decode (+ visual features)."""
+        B, T = 1, n_frames
+        mask = torch.ones(B, T, dtype=torch.bool)
+        power = torch.ones(B, T, self.config.n_freq)
+        lips = torch.zeros(B, T, self.config.lip_size, self.config.lip_size) if self.is_audio_visual else None
+
+        def run() -> None:
+            v = self.visual_features(lips, mask)
+            mu, _ = self.encode(power, v, mask)
+            self.decode(mu, v, mask)
+
+        macs = count_macs(self, run)
+        return {"params": sum(p.numel() for p in self.parameters()), "macs": int(round(macs / T))}
+
+
+@MODELS.register("a-vae")
+class AVAE(_VAEBase):
+    """Audio-only VAE: F -> 128 tanh -> L -> 128 tanh -> F log-variance, N(0, I) prior."""
+
+    name = "a-vae"
+    is_audio_visual = False
+
+    def encode(self, power, vfeat, mask):
+        h = torch.tanh(self.audio_projection(power, mask))
+        return self.heads(h)
+
+    def decode(self, z, vfeat, mask):
+        return self.dec_out(torch.tanh(self.lin_z(z)))
+
+
+@MODELS.register("av-vae")
+class AVVAE(_VAEBase):
+    """Audio-visual (C)VAE: visual front-end + a fusion module in the encoder and/or decoder."""
+
+    name = "av-vae"
+    is_audio_visual = True
+
+    def __init__(self, config: VAEConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        c = self.config
+        if not c.fusion:
+            raise ValueError(f"av-vae needs a fusion; known: {', '.join(FUSIONS.names())}")
+        self.frontend = FRONTENDS.get(c.frontend)(FrontendConfig(lip_size=c.lip_size, out_dim=c.visual_dim,
+                                                                 hidden=c.frontend_hidden, channels=c.frontend_channels))
+        fopts = {"temporal": c.temporal, "temporal_kernel": c.temporal_kernel, **c.fusion_params,
+                 "audio_dim": c.hidden, "visual_dim": c.visual_dim, "out_dim": c.hidden}
+        fcls = FUSIONS.get(c.fusion)
+        self.fusion_enc: Optional[Fusion] = fcls(FusionConfig.from_dict(fopts)) if c.fusion_position in ("both", "encoder") else None
+        self.fusion_dec: Optional[Fusion] = fcls(FusionConfig.from_dict(fopts)) if c.fusion_position in ("both", "decoder") else None
+        if c.visual_prior:
+            self.prior_hidden = nn.Linear(c.visual_dim, c.hidden)
+            self.prior_mu = nn.Linear(c.hidden, c.latent_dim)
+            self.prior_lv = nn.Linear(c.hidden, c.latent_dim)
+
+    @property
+    def uses_visual_prior(self) -> bool:
+        return self.config.visual_prior
+
+    def _require(self, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        if vfeat is None:
+            raise ValueError("av-vae needs visual features: call model.visual_features(lips, mask) first")
+        if vfeat.shape[:-1] != mask.shape:
+            raise ValueError(f"visual features {tuple(vfeat.shape)} do not match the mask {tuple(mask.shape)}")
+        return vfeat
+
+    def visual_features(self, lips: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        if lips is None:
+            raise ValueError("av-vae needs lip frames [B, T, H, W] in [0, 1] at the STFT frame rate")
+        if lips.shape[:2] != mask.shape:
+            raise ValueError(f"lips {tuple(lips.shape)} do not match the mask {tuple(mask.shape)}")
+        return self.frontend(lips, mask)
+
+    def encode(self, power, vfeat, mask):
+        a = self.audio_projection(power, mask)
+        if self.fusion_enc is None:
+            self._last_weights.pop("encoder", None)
+            return self.heads(torch.tanh(a))
+        out = self.fusion_enc(a, self._require(vfeat, mask), mask)
+        self._store("encoder", out.weights)
+        return self.heads(out.fused)
+
+    def decode(self, z, vfeat, mask):
+        b = self.lin_z(z)
+        if self.fusion_dec is None:
+            self._last_weights.pop("decoder", None)
+            return self.dec_out(torch.tanh(b))
+        vfeat = self._require(vfeat, mask)
+        lead = b.shape[:-3]
+        B, T, H = b.shape[-3:]
+        if lead:  # extra sample dims: run the fusion on [N * B, T, .]
+            n = math.prod(lead)
+            out = self.fusion_dec(b.reshape(n * B, T, H),
+                                  vfeat.expand(*lead, *vfeat.shape).reshape(n * B, T, -1),
+                                  mask.expand(*lead, *mask.shape).reshape(n * B, T))
+            fused = out.fused.reshape(*lead, B, T, -1)
+            w = None if out.weights is None else out.weights.reshape(n, B, T, 2).mean(0)
+        else:
+            out = self.fusion_dec(b, vfeat, mask)
+            fused, w = out.fused, out.weights
+        self._store("decoder", w)
+        return self.dec_out(fused)
+
+    def prior(self, vfeat, mask):
+        if not self.config.visual_prior:
+            return super().prior(vfeat, mask)
+        h = torch.relu(self.prior_hidden(self._require(vfeat, mask)))
+        return self.prior_mu(h), self.prior_lv(h)
+
+    def _store(self, key: str, weights: Optional[torch.Tensor]) -> None:
+        if weights is None:
+            self._last_weights.pop(key, None)
+        else:
+            self._last_weights[key] = weights.detach()
+
+    def init_from_avae(self, avae: AVAE) -> list[str]:
+        """Copy the audio path of a trained A-VAE (input statistics, ``Lin_x``, encoder heads,
+        ``Lin_z``, output layer, temporal layer when configured alike) and make the fusions pass
+        the audio through at the start (published: the AV-CVAE is initialised from the A-VAE).
+        Returns the names of what was copied."""
+        if avae.config.n_freq != self.config.n_freq or avae.config.hidden != self.config.hidden \
+                or avae.config.latent_dim != self.config.latent_dim:
+            raise ValueError("cannot initialise from an A-VAE of different sizes "
+                             f"(A-VAE F/H/L {avae.config.n_freq}/{avae.config.hidden}/{avae.config.latent_dim}, "
+                             f"this {self.config.n_freq}/{self.config.hidden}/{self.config.latent_dim})")
+        copied = []
+        names = ["in_mean", "in_std", "lin_x", "enc_mu", "enc_lv", "lin_z", "dec_out"]
+        if avae.config.temporal == self.config.temporal and self.enc_temporal is not None:
+            names.append("enc_temporal")
+        src = avae.state_dict()
+        own = self.state_dict()
+        with torch.no_grad():
+            for k, v in src.items():
+                if k.split(".")[0] in names and k in own and own[k].shape == v.shape:
+                    own[k].copy_(v)
+                    copied.append(k)
+        for f in (self.fusion_enc, self.fusion_dec):
+            if f is not None and f.init_audio_identity():
+                copied.append(f"{f.name}: audio identity")
+        return copied

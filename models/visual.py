@@ -1,0 +1,129 @@
+"""Visual front-ends: lip frames ``[B, T, H, W]`` (float in [0, 1], at the STFT frame rate) ->
+visual embeddings ``[B, T, D]``; registered in :data:`models.registry.FRONTENDS`.
+
+* ``linear``: the published "base" visual network of the AV-CVAE: flattened raw pixels ->
+  Linear 512 -> ReLU -> Linear D -> ReLU (avse-vae ``vfeats``: 4489 -> 512 -> 128).
+* ``cnn2d``: a small per-frame 2-D CNN (3 strided conv layers, global average pooling, linear).
+* ``cnn3d``: a small spatio-temporal 3-D CNN (temporal kernel 3 in the first two layers, strided
+  spatially), in the spirit of the 3-D conv front-end of lip-reading networks (much smaller).
+
+Padding frames are zeroed at the input and after every temporal layer, so they never change
+the features of real frames; the output is zero on padding frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.fusion.base import count_macs, masked
+from models.registry import FRONTENDS
+
+
+@dataclass
+class FrontendConfig:
+    """Front-end settings (``lip_size`` is the side of the square lip crop)."""
+
+    lip_size: int = 64
+    out_dim: int = 128
+    hidden: int = 512  # linear front-end hidden width (published: 512)
+    channels: int = 16  # CNN base width
+
+
+class Frontend(nn.Module):
+    """Base class: ``forward(lips [B,T,H,W], mask [B,T]) -> [B,T,out_dim]`` and a cost report."""
+
+    name = "base"
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def _check(self, lips: torch.Tensor) -> None:
+        s = self.config.lip_size
+        if lips.dim() != 4 or lips.shape[-2:] != (s, s):
+            raise ValueError(f"{self.name} front-end expects lips [B, T, {s}, {s}], got {tuple(lips.shape)}")
+
+    def cost_per_frame(self, n_frames: int = 8) -> dict[str, int]:
+        """Parameter count and multiply-adds per frame (conv/linear layers, by forward hooks)."""
+        s = self.config.lip_size
+        macs = count_macs(self, lambda: self(torch.zeros(1, n_frames, s, s), torch.ones(1, n_frames, dtype=torch.bool)))
+        return {"params": sum(p.numel() for p in self.parameters()), "macs": int(round(macs / n_frames))}
+
+
+@FRONTENDS.register("linear")
+class LinearFrontend(Frontend):
+    """Raw lip pixels -> Linear 512 -> ReLU -> Linear D -> ReLU (published AV-CVAE base network)."""
+
+    name = "linear"
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.net = nn.Sequential(nn.Linear(c.lip_size * c.lip_size, c.hidden), nn.ReLU(),
+                                 nn.Linear(c.hidden, c.out_dim), nn.ReLU())
+
+    def forward(self, lips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._check(lips)
+        return masked(self.net(lips.flatten(-2)), mask)
+
+
+def _conv_out(size: int, n: int) -> int:
+    for _ in range(n):
+        size = (size + 2 * 2 - 5) // 2 + 1
+    return size
+
+
+@FRONTENDS.register("cnn2d")
+class CNN2DFrontend(Frontend):
+    """Per-frame 2-D CNN: 3 conv layers (5x5, stride 2, ReLU), global average pool, linear + ReLU."""
+
+    name = "cnn2d"
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__(config)
+        ch = config.channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, ch, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(ch, 2 * ch, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(2 * ch, 4 * ch, 5, stride=2, padding=2), nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Linear(4 * ch, config.out_dim), nn.ReLU())
+
+    def forward(self, lips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._check(lips)
+        B, T, H, W = lips.shape
+        y = self.conv(lips.reshape(B * T, 1, H, W)).mean(dim=(-1, -2))
+        return masked(self.head(y).reshape(B, T, -1), mask)
+
+
+@FRONTENDS.register("cnn3d")
+class CNN3DFrontend(Frontend):
+    """Spatio-temporal 3-D CNN (kernels 3x5x5, spatial stride 2), global spatial pool, linear + ReLU."""
+
+    name = "cnn3d"
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__(config)
+        ch = config.channels
+        self.layers = nn.ModuleList([
+            nn.Conv3d(1, ch, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)),
+            nn.Conv3d(ch, 2 * ch, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)),
+            nn.Conv3d(2 * ch, 4 * ch, (1, 5, 5), stride=(1, 2, 2), padding=(0, 2, 2)),
+        ])
+        self.head = nn.Sequential(nn.Linear(4 * ch, config.out_dim), nn.ReLU())
+
+    def forward(self, lips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._check(lips)
+        m = mask.to(lips.dtype)[:, None, :, None, None]  # [B, 1, T, 1, 1]
+        y = lips.unsqueeze(1) * m
+        for conv in self.layers:
+            y = torch.relu(conv(y)) * m  # re-zero padding so it cannot leak into real frames
+        y = y.mean(dim=(-1, -2)).transpose(1, 2)  # [B, T, C]
+        return masked(self.head(y), mask)
+
+
+def build_frontend(name: str, config: FrontendConfig) -> Frontend:
+    """Build the front-end registered as ``name``."""
+    return FRONTENDS.get(name)(config)
