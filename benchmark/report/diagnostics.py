@@ -1,0 +1,235 @@
+"""Reliability-weight diagnostics: do a system's per-frame visual weights track reliability?
+
+Works on any system whose traces hold ``weights_decoder`` / ``weights_encoder`` ``[T, 2]``
+(column 1 = visual) -- attention fusions and the inference-level mixture/switching baselines
+alike; systems without weights (concatenation, audio-only, baselines) are skipped because
+they have no weights, never because of their name. The decoder-side weights are preferred
+(they shape the speech variance the EM uses), the encoder side is the fallback; the choice is
+configurable.
+
+Numbers per system:
+* ``auc``: ROC AUC (sklearn) of the visual weight separating clean (positive) from corrupted
+  frames, per utterance item with both kinds of frames, averaged (with a bootstrap CI over
+  utterances); 1 = the weight is always higher on clean frames, 0.5 = blind to corruption.
+  ``auc_pooled`` pools all frames of all such items.
+* ``corr_snr``: Spearman correlation of an item's mean visual weight with its SNR (items with
+  clean video only), and its p-value. Negative = more trust in the lips as the audio gets worse.
+* ``si_sdr_drop``: mean SI-SDR improvement with clean video minus that with fully corrupted
+  video (the highest severity of each corruption kind, paired on utterance, noise and SNR).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from tqdm import tqdm
+
+from benchmark.report.runfolder import resolve
+from benchmark.report.stats import bootstrap_ci
+from benchmark.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+WEIGHT_KEYS = {"decoder": ("weights_decoder", "weights_encoder"), "encoder": ("weights_encoder", "weights_decoder")}
+
+
+def roc_auc(weight: np.ndarray, corrupted: np.ndarray) -> float:
+    """AUC of ``weight`` ranking clean frames above corrupted ones (NaN when one class is absent)."""
+    from sklearn.metrics import roc_auc_score
+
+    w = np.asarray(weight, dtype=np.float64)
+    c = np.asarray(corrupted).astype(bool)
+    ok = np.isfinite(w)
+    w, c = w[ok], c[ok]
+    if c.all() or (~c).all() or w.size == 0:
+        return float("nan")
+    return float(roc_auc_score(~c, w))
+
+
+def visual_weight(traces: dict, side: str = "decoder") -> Optional[np.ndarray]:
+    """The visual-weight trace ``[T]`` (column 1) of a traces mapping, or ``None`` if it has none."""
+    for key in WEIGHT_KEYS.get(side, WEIGHT_KEYS["decoder"]):
+        if key in traces:
+            w = np.asarray(traces[key], dtype=np.float64)
+            if w.ndim == 2 and w.shape[1] >= 2:
+                return w[:, 1]
+            if w.ndim == 1:
+                return w
+    return None
+
+
+def load_traces(path: Optional[str | "np.os.PathLike"]) -> dict:
+    """The arrays of a traces ``.npz`` (empty dict when missing or unreadable, with a warning)."""
+    if path is None:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:  # corrupt file: say which one, keep going
+        log.warning("%s: unreadable traces (%s); skipped", path, exc)
+        return {}
+
+
+def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progress: bool = False) -> pd.DataFrame:
+    """One row per STFT frame of every result row whose traces have visual weights.
+
+    Columns: system, item_id, utt_id, condition_id, noise, snr_db, corruption, severity,
+    frame, time_s, visual_weight, corruption_level, corrupted.
+    """
+    parts = []
+    if "traces_path" not in results:
+        return pd.DataFrame()
+    rows = results[results["traces_path"].notna()]
+    keep = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in rows]
+    it = rows.itertuples(index=False)
+    for r in tqdm(it, total=len(rows), desc="weight traces", disable=not progress, leave=False):
+        rd = r._asdict()
+        tr = load_traces(resolve(run_dir, rd["traces_path"]))
+        w = visual_weight(tr, side)
+        if w is None:
+            continue
+        T = len(w)
+        level = np.asarray(tr.get("corruption_stft", np.zeros(T)), dtype=np.float64).reshape(-1)
+        if len(level) != T:
+            n = min(len(level), T)
+            log.warning("%s: weights have %d frames but corruption_stft %d; using the first %d",
+                        rd["traces_path"], T, len(level), n)
+            w, level, T = w[:n], level[:n], n
+        fr = float(np.asarray(tr.get("frame_rate", 62.5)))
+        df = pd.DataFrame({"frame": np.arange(T), "time_s": np.arange(T) / fr, "visual_weight": w,
+                           "corruption_level": level, "corrupted": level > 0})
+        for k in keep:
+            df[k] = rd[k]
+        parts.append(df)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
+
+
+def item_weights(frames: pd.DataFrame) -> pd.DataFrame:
+    """Per (system, item): mean visual weight overall / on clean / on corrupted frames and AUC."""
+    if frames.empty:
+        return pd.DataFrame()
+    keys = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in frames]
+    rows = []
+    for key, g in frames.groupby(keys, dropna=False, sort=True):
+        w, c = g["visual_weight"].to_numpy(), g["corrupted"].to_numpy()
+        rows.append({**dict(zip(keys, key)), "visual_weight_mean": float(np.nanmean(w)),
+                     "visual_weight_mean_clean_frames": float(np.nanmean(w[~c])) if (~c).any() else np.nan,
+                     "visual_weight_mean_corrupted_frames": float(np.nanmean(w[c])) if c.any() else np.nan,
+                     "visual_weight_auc": roc_auc(w, c), "corrupted_fraction": float(c.mean())})
+    return pd.DataFrame(rows)
+
+
+def _item_weights_from_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Fallback when no traces are readable: the weight summaries the harness wrote per row."""
+    cols = ["visual_weight_mean", "visual_weight_mean_clean_frames", "visual_weight_mean_corrupted_frames", "visual_weight_auc"]
+    have = [c for c in cols if c in results]
+    if "visual_weight_mean" not in have:
+        return pd.DataFrame()
+    sub = results[pd.to_numeric(results["visual_weight_mean"], errors="coerce").notna()]
+    keys = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in sub]
+    out = sub[keys + have].copy()
+    for c in cols:
+        if c not in out:
+            out[c] = np.nan
+    return out
+
+
+def metric_drop(results: pd.DataFrame, metric: str = "delta_si_sdr", *, n_boot: int = 2000, ci: float = 0.95,
+                seed: int = 0) -> pd.DataFrame:
+    """Per system: mean ``metric`` with clean video minus with fully corrupted video.
+
+    "Fully corrupted" = the highest severity of each corruption kind present; each corrupted
+    row is paired with the clean-video row of the same system, utterance, noise and SNR; the
+    drop is averaged over kinds. Columns: system, drop, drop_ci_low, drop_ci_high, n_pairs,
+    clean, corrupted. Empty without clean and corrupted conditions.
+    """
+    need = {"system", "corruption", "severity", "utt_id", metric}
+    if not need.issubset(results.columns):
+        return pd.DataFrame()
+    df = results.copy()
+    df["_v"] = pd.to_numeric(df[metric], errors="coerce")
+    clean = df[df["corruption"].astype(str) == "none"]
+    corr = df[(df["corruption"].astype(str) != "none") & df["corruption"].notna()]
+    if clean.empty or corr.empty:
+        return pd.DataFrame()
+    sev = pd.to_numeric(corr["severity"], errors="coerce")
+    top = corr[sev == sev.groupby(corr["corruption"]).transform("max")]
+    on = [c for c in ("system", "utt_id", "noise", "snr_db") if c in df]
+    pairs = top[on + ["corruption", "_v"]].merge(clean[on + ["_v"]].drop_duplicates(on), on=on, suffixes=("_c", "_0"))
+    pairs["d"] = pairs["_v_0"] - pairs["_v_c"]
+    rows = []
+    for s, g in pairs.groupby("system", sort=True):
+        ok = g["d"].notna()
+        g = g[ok]
+        if g.empty:
+            continue
+        lo, hi = bootstrap_ci(g["d"].to_numpy(), clusters=g["utt_id"].tolist(), n_boot=n_boot, ci=ci,
+                              seed=derive_seed(seed, "drop", metric, s))
+        rows.append({"system": s, "drop": float(g["d"].mean()), "drop_ci_low": lo, "drop_ci_high": hi,
+                     "n_pairs": int(len(g)), "clean": float(g["_v_0"].mean()), "corrupted": float(g["_v_c"].mean()),
+                     "kinds": ", ".join(sorted(g["corruption"].astype(str).unique()))})
+    return pd.DataFrame(rows)
+
+
+def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metric: str = "delta_si_sdr",
+                      n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                      systems: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per system with weights (and per system with a metric drop): the numbers of the
+    module docstring. ``frames`` is :func:`frame_table` (may be empty: then the per-row weight
+    summaries of the results table are used)."""
+    items = item_weights(frames) if frames is not None and not frames.empty else _item_weights_from_results(results)
+    drop = metric_drop(results, drop_metric, n_boot=n_boot, ci=ci, seed=seed)
+    rows = {}
+    if not items.empty:
+        for s, g in items.groupby("system", sort=True):
+            auc = g["visual_weight_auc"].to_numpy(np.float64)
+            ok = np.isfinite(auc)
+            lo, hi = bootstrap_ci(auc, clusters=g["utt_id"].tolist() if "utt_id" in g else None, n_boot=n_boot, ci=ci,
+                                  seed=derive_seed(seed, "auc", s))
+            pooled = np.nan
+            if frames is not None and not frames.empty:
+                f = frames[(frames["system"] == s) & frames["item_id"].isin(g.loc[ok, "item_id"])]
+                if not f.empty:
+                    pooled = roc_auc(f["visual_weight"].to_numpy(), f["corrupted"].to_numpy())
+            cleanvid = g[g["corruption"].astype(str) == "none"] if "corruption" in g else g
+            rho = p_rho = np.nan
+            if "snr_db" in cleanvid and cleanvid["snr_db"].nunique() > 1 and len(cleanvid) > 2:
+                res = sps.spearmanr(cleanvid["snr_db"].astype(float), cleanvid["visual_weight_mean"].astype(float))
+                rho, p_rho = float(res.statistic), float(res.pvalue)
+            rows[s] = {
+                "system": s, "n_items": int(len(g)), "n_items_auc": int(ok.sum()),
+                "weight_clean_frames": float(np.nanmean(g["visual_weight_mean_clean_frames"])) if g["visual_weight_mean_clean_frames"].notna().any() else np.nan,
+                "weight_corrupted_frames": float(np.nanmean(g["visual_weight_mean_corrupted_frames"])) if g["visual_weight_mean_corrupted_frames"].notna().any() else np.nan,
+                "auc": float(np.nanmean(auc)) if ok.any() else np.nan, "auc_ci_low": lo, "auc_ci_high": hi,
+                "auc_pooled": pooled, "corr_snr": rho, "corr_snr_p": p_rho,
+            }
+    for r in drop.itertuples(index=False):
+        row = rows.setdefault(r.system, {"system": r.system})
+        row.update({"si_sdr_drop" if drop_metric == "delta_si_sdr" else f"{drop_metric}_drop": r.drop,
+                    "drop_ci_low": r.drop_ci_low, "drop_ci_high": r.drop_ci_high, "drop_n_pairs": r.n_pairs})
+    out = pd.DataFrame(list(rows.values()))
+    if systems is not None and not out.empty:
+        order = {s: i for i, s in enumerate(systems)}
+        out = out.sort_values("system", key=lambda c: c.map(lambda s: order.get(s, 1e9))).reset_index(drop=True)
+    return out
+
+
+def sample_frames(frames: pd.DataFrame, max_per_group: int, by: Sequence[str], seed: int = 0) -> pd.DataFrame:
+    """A deterministic subsample of at most ``max_per_group`` frames per group (for plots)."""
+    if frames.empty:
+        return frames
+    parts = []
+    for key, g in frames.groupby(list(by), dropna=False, sort=True):
+        if len(g) > max_per_group:
+            key = key if isinstance(key, tuple) else (key,)
+            r = np.random.default_rng(derive_seed(seed, "sample", *key))
+            g = g.iloc[np.sort(r.choice(len(g), max_per_group, replace=False))]
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)
