@@ -1,0 +1,278 @@
+"""The bodies of the pipeline's jobs: thin adapters from a job's plain arguments to the public
+functions of each stage (corpus, training, mixing, enhancement, scoring).
+
+Each function is top-level (picklable for joblib and Dask), takes plain data (dicts, strings),
+imports its stage lazily, writes its files atomically and returns a
+:class:`~benchmark.runner.jobs.JobOutput`. No science lives here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from benchmark.runner.jobs import JobOutput
+from benchmark.runner.store import atomic_path
+from benchmark.schema import (
+    ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id as make_item_id, model_key,
+)
+
+log = logging.getLogger(__name__)
+
+BASELINE_KEY = "baseline"  # enhanced/<BASELINE_KEY>/<algorithm>/... for model-free baselines
+
+
+# ---------------------------------------------------------------------------------------------
+# corpus
+
+
+def corpus_job(corpus: dict[str, Any]) -> JobOutput:
+    """Build or locate the corpus (the corpus stage caches it by its own settings hash)."""
+    from benchmark.configtools import from_dict
+    from benchmark.corpus.build import ensure_corpus
+    from benchmark.corpus.manifest import MANIFEST_FILE, read_sidecar
+    from benchmark.spec import CorpusSpec
+
+    spec = from_dict(CorpusSpec, corpus, source="run.json corpus")
+    root = Path(ensure_corpus(spec)).resolve()
+    checksum = read_sidecar(root).get("checksum", "")
+    return JobOutput(outputs=[root / MANIFEST_FILE], meta={"root": str(root), "checksum": checksum})
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def train_job(entry: dict[str, Any], training: dict[str, Any], corpus_root: str, out_dir: str,
+              init_from: Optional[str] = None) -> JobOutput:
+    """Train one speech model on the clean train split; returns its checkpoint path."""
+    from benchmark.configtools import from_dict
+    from benchmark.spec import ModelEntry, TrainingSpec
+    from models.training import train_model
+
+    e = from_dict(ModelEntry, entry, source="model entry")
+    t = from_dict(TrainingSpec, training, source="training")
+    ckpt = Path(train_model(e, t, Path(corpus_root), Path(out_dir), init_from=init_from))
+    return JobOutput(outputs=[ckpt], meta={"checkpoint": str(ckpt)})
+
+
+def speech_nmf_job(corpus_root: str, out_path: str, rank: int, seed: int) -> JobOutput:
+    """Learn the speech NMF dictionary of the ``nmf-only`` baseline on the clean train split."""
+    from models.enhancement.baselines import train_speech_nmf
+
+    p = train_speech_nmf(Path(corpus_root), Path(out_path), rank, seed)
+    p = Path(p) if p is not None else Path(out_path)
+    return JobOutput(outputs=[p], meta={"checkpoint": str(p)})
+
+
+# ---------------------------------------------------------------------------------------------
+# mixing
+
+
+def _item_stub(utt: dict[str, Any], cond: Any) -> dict[str, Any]:
+    """The identity columns of an item (used for failed items)."""
+    d = dataclasses.asdict(cond) if dataclasses.is_dataclass(cond) else dict(cond)
+    corruption = str(d.get("corruption", ""))
+    return {
+        "item_id": make_item_id(utt["utt_id"], cond.condition_id), "utt_id": utt["utt_id"],
+        "speaker": utt.get("speaker", ""), "condition_id": cond.condition_id, "noise": d.get("noise"),
+        "snr_db": d.get("snr_db"), "snr_definition": d.get("snr_definition"), "corruption": corruption,
+        "severity": np.nan, "seed": d.get("seed"),
+    }
+
+
+def mix_job(run_dir: str, corpus_root: str, utts: list[dict[str, Any]], condition: dict[str, Any],
+            noise_options: dict[str, Any]) -> JobOutput:
+    """Mix a chunk of utterances under one condition; a bad utterance fails alone (status column)."""
+    from benchmark.conditions.build import Condition, make_item, write_item
+    from benchmark.corpus.manifest import load_utterance
+    from noise_sets import NOISES
+
+    cond = Condition(**condition)
+    source = NOISES.get(cond.noise)(corpus_root=Path(corpus_root), **noise_options)
+    rows, outputs = [], []
+    for u in utts:
+        try:
+            utt = load_utterance(corpus_root, u)
+            item = make_item(utt, cond, source)
+            row = dict(write_item(item, Path(run_dir)))
+            row.update(status=STATUS_OK, error="")
+            for c in ("mixture_path", "clean_path", "noise_path", "lips_path", "corruption_path"):
+                if row.get(c):
+                    outputs.append(row[c])
+        except Exception as exc:  # noqa: BLE001 - isolate the item
+            log.error("mixing %s under %s failed: %s", u.get("utt_id"), cond.condition_id, exc)
+            row = _item_stub(u, cond)
+            row.update(status=STATUS_FAILED, error=f"mix: {type(exc).__name__}: {exc}")
+        rows.append(row)
+    return JobOutput(rows=rows, outputs=outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# enhancement
+
+
+def _load_inputs(run_dir: Path, items: list[dict[str, Any]], audio_visual: bool) -> list[Any]:
+    from benchmark.audio_io import read_audio, read_lips
+    from models.enhancement.api import EnhanceInput
+
+    out = []
+    for it in items:
+        lips = read_lips(run_dir / it["lips_path"]) if audio_visual and it.get("lips_path") else None
+        corr = np.load(run_dir / it["corruption_path"]) if it.get("corruption_path") else None
+        out.append(EnhanceInput(
+            item_id=it["item_id"], mixture=read_audio(run_dir / it["mixture_path"], validate=False),
+            lips=lips, fps=float(it["fps"]),
+            clean=read_audio(run_dir / it["clean_path"], validate=False) if it.get("clean_path") else None,
+            noise=read_audio(run_dir / it["noise_path"], validate=False) if it.get("noise_path") else None,
+            corruption=corr,
+        ))
+    return out
+
+
+def load_model(checkpoint: Optional[str], components: Optional[dict[str, str]] = None, params: Optional[dict] = None,
+               name: Optional[str] = None) -> Any:
+    """A trained model from its checkpoint, a composite model from its components' checkpoints,
+    or None for model-free baselines."""
+    if components:
+        from models.registry import MODELS
+
+        cls = MODELS.get(name)
+        return cls.from_checkpoints(**components, **{k: v for k, v in (params or {}).items() if k not in components})
+    if checkpoint is None:
+        return None
+    import models
+
+    return models.load(checkpoint)
+
+
+def _save_npz(path: Path, traces: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in traces.items()})
+
+
+def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
+                params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int, seed: int,
+                checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
+                model_params: Optional[dict[str, Any]] = None) -> JobOutput:
+    """Enhance a batch of mixtures with one (model, algorithm); one row per item (errors per item)."""
+    from benchmark.audio_io import write_audio
+    from models.enhancement.api import enhance
+
+    rd = Path(run_dir)
+    model = load_model(checkpoint, components, model_params, system.get("model"))
+    inputs = _load_inputs(rd, items, audio_visual=bool(getattr(model, "is_audio_visual", False)))
+    outs = enhance(model, algorithm, inputs, params=params or None, nmf_rank=nmf_rank, device=device,
+                   frame_budget=frame_budget, seed=seed, progress=False)
+    by_id = {o.item_id: o for o in outs}
+    key = model_key(system["model_id"]) if system["model_id"] else BASELINE_KEY
+    rows, outputs = [], []
+    dev = device
+    for it in items:
+        o = by_id.get(it["item_id"])
+        row = {"item_id": it["item_id"], **system, "algorithm": algorithm, "enhanced_path": "", "traces_path": "",
+               "wall_time_s": np.nan, "rtf": np.nan, "device": dev, "status": STATUS_FAILED, "error": ""}
+        if o is None:
+            row["error"] = "enhance: no output returned for this item"
+        elif o.error or o.estimate is None:
+            row["error"] = f"enhance: {o.error or 'no estimate'}"
+            row.update(wall_time_s=float(o.wall_time_s), rtf=float(o.rtf))
+        elif not np.all(np.isfinite(o.estimate)):
+            row["error"] = f"enhance: estimate has {int(np.sum(~np.isfinite(o.estimate)))} NaN/inf samples"
+        else:
+            rel = Path("enhanced") / key / algorithm / it["condition_id"] / f"{it['utt_id']}.wav"
+            write_audio(rd / rel, np.asarray(o.estimate, dtype=np.float32))
+            outputs.append(str(rel))
+            row.update(enhanced_path=str(rel), status=STATUS_OK, wall_time_s=float(o.wall_time_s), rtf=float(o.rtf))
+            if o.traces:
+                trel = rel.with_suffix(".npz")
+                _save_npz(rd / trel, o.traces)
+                outputs.append(str(trel))
+                row["traces_path"] = str(trel)
+        rows.append(row)
+    return JobOutput(rows=rows, outputs=outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def weight_summaries(traces_path: Optional[Path]) -> dict[str, float]:
+    """Reliability-weight summaries of one enhanced item, from its traces ``.npz``.
+
+    The visual weight is column 1 of ``weights_decoder`` when present (the decoder-side fusion
+    shapes the speech prior the EM actually uses; with fusion in the encoder only, or for models
+    that report only encoder weights, ``weights_encoder`` is used). ``corruption_stft > 0`` marks
+    corrupted frames. ``visual_weight_auc`` is the ROC AUC of the visual weight as a score for
+    *clean* frames against corrupted ones: 1 = the weight always drops on corrupted frames, 0.5 =
+    blind to corruption. NaN when there are no weights or only one kind of frame.
+    """
+    out = {c: float("nan") for c in WEIGHT_COLUMNS}
+    if traces_path is None or not Path(traces_path).exists():
+        return out
+    with np.load(traces_path) as z:
+        key = "weights_decoder" if "weights_decoder" in z.files else ("weights_encoder" if "weights_encoder" in z.files else None)
+        if key is None:
+            return out
+        w = np.asarray(z[key], dtype=np.float64)
+        corr = np.asarray(z["corruption_stft"], dtype=np.float64) if "corruption_stft" in z.files else None
+    if w.ndim != 2 or w.shape[1] < 2 or w.shape[0] == 0:
+        return out
+    v = w[:, 1]
+    out["visual_weight_mean"] = float(np.mean(v))
+    if corr is None:
+        return out
+    n = min(len(v), len(corr))
+    v, bad = v[:n], corr[:n] > 0
+    if (~bad).any():
+        out["visual_weight_mean_clean_frames"] = float(np.mean(v[~bad]))
+    if bad.any():
+        out["visual_weight_mean_corrupted_frames"] = float(np.mean(v[bad]))
+    if bad.any() and (~bad).any():
+        from sklearn.metrics import roc_auc_score
+
+        out["visual_weight_auc"] = float(roc_auc_score(~bad, v))
+    return out
+
+
+def score_job(run_dir: str, items: list[dict[str, Any]], enhanced: list[dict[str, Any]], names: list[str],
+              pesq_mode: str) -> JobOutput:
+    """Score the enhanced items of one enhancement job: one result row per item."""
+    from benchmark.audio_io import read_audio
+    from benchmark.metrics import score_pair
+
+    rd = Path(run_dir)
+    by_id = {it["item_id"]: it for it in items}
+    rows = []
+    for e in enhanced:
+        it = by_id[e["item_id"]]
+        row = {c: it.get(c) for c in ITEM_COLUMNS}
+        row.update({k: e.get(k) for k in ("model_id", "model", "fusion", "algorithm")})
+        row.update(status=e.get("status", STATUS_FAILED), error=e.get("error", ""),
+                   wall_time_s=e.get("wall_time_s", np.nan), rtf=e.get("rtf", np.nan))
+        if row["status"] == STATUS_OK:
+            t0 = time.perf_counter()
+            try:
+                ref = read_audio(rd / it["clean_path"], validate=False)
+                est = read_audio(rd / e["enhanced_path"], validate=False)
+                mix = read_audio(rd / it["mixture_path"], validate=False)
+                row.update(score_pair(ref, est, mix, names=list(names), pesq_mode=pesq_mode))
+            except Exception as exc:  # noqa: BLE001 - one bad item does not stop the job
+                row.update(status=STATUS_FAILED, error=f"score: {type(exc).__name__}: {exc}")
+            row["score_time_s"] = time.perf_counter() - t0
+            row.update(weight_summaries(rd / e["traces_path"] if e.get("traces_path") else None))
+        else:
+            row.update({c: float("nan") for c in WEIGHT_COLUMNS})
+        rows.append(row)
+    return JobOutput(rows=rows)
+
+
+__all__ = ["corpus_job", "train_job", "speech_nmf_job", "mix_job", "enhance_job", "score_job",
+           "weight_summaries", "load_model", "BASELINE_KEY"]
