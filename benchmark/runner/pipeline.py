@@ -47,6 +47,8 @@ from benchmark.spec import ExperimentSpec
 log = logging.getLogger(__name__)
 
 STAGES = ("corpus", "train", "mix", "enhance", "score")
+#: rank of the clean-speech NMF dictionary of the nmf-only baseline (train_speech_nmf's default)
+SPEECH_NMF_RANK = 32
 
 #: the runner's own version of each stage's job wiring; the stage module's ``CODE_VERSION``
 #: (when it defines one) is appended, so changing either reruns that stage and what follows.
@@ -270,10 +272,10 @@ class Pipeline:
         extra: list[Job] = []
         if "nmf-only" in spec.enhance.baselines:
             out = self.run_dir / "models" / "speech-nmf" / "speech_nmf.npz"
-            extra.append(Job("train", {"what": "speech-nmf", "corpus": corpus_id, "rank": spec.enhance.nmf_rank,
+            extra.append(Job("train", {"what": "speech-nmf", "corpus": corpus_id, "rank": SPEECH_NMF_RANK,
                                        "seed": spec.enhance.seed, "version": stage_version("train")},
                              stages.speech_nmf_job, {"corpus_root": str(corpus_root), "out_path": str(out),
-                                                     "rank": spec.enhance.nmf_rank, "seed": spec.enhance.seed},
+                                                     "rank": SPEECH_NMF_RANK, "seed": spec.enhance.seed},
                              label="speech-nmf"))
         res = self._run("train", jobs + extra, ex)
         for j in jobs + extra:
@@ -402,7 +404,7 @@ class Pipeline:
                 job_kw["model_params"] = kw["model_params"]
             elif "speech_nmf" in kw:
                 model_id_key = kw["speech_nmf"]["key"]
-                params.setdefault("speech_nmf", kw["speech_nmf"]["checkpoint"])
+                params.setdefault("dictionary", kw["speech_nmf"]["checkpoint"])
             gpu = _device_is_gpu(es.device)
             for cid, grp in ok.groupby("condition_id", sort=True):
                 recs = [{k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}

@@ -58,7 +58,8 @@ def train_job(entry: dict[str, Any], training: dict[str, Any], corpus_root: str,
 
     e = from_dict(ModelEntry, entry, source="model entry")
     t = from_dict(TrainingSpec, training, source="training")
-    ckpt = Path(train_model(e, t, Path(corpus_root), Path(out_dir), init_from=init_from))
+    ckpt = Path(train_model(e, t, Path(corpus_root), Path(out_dir), init_from=Path(init_from) if init_from else None,
+                            progress=False))
     return JobOutput(outputs=[ckpt], meta={"checkpoint": str(ckpt)})
 
 
