@@ -1,0 +1,214 @@
+"""Inputs/outputs of the enhancement, per-utterance preparation, and batching by frame budget.
+
+A batch holds utterances of different lengths padded to the longest one, with a frame mask
+``[B, T]`` (True on real frames). Everything random is drawn per utterance (from its
+``item_id``), with the utterance's own number of frames, so the batch composition and the
+padding never change an utterance's result (see :mod:`models.enhancement.em`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.audio_io import SAMPLE_RATE, DataError, validate_audio, validate_lips
+from models.spectral import STFTConfig, lips_to_stft_rate, per_frame_to_stft_rate, stft
+
+
+@dataclass
+class EnhanceInput:
+    """One noisy utterance to enhance.
+
+    ``mixture`` float32 mono at ``sample_rate`` (must be 16 kHz); ``lips`` uint8 ``N x H x W``
+    at ``fps`` (None for audio-only); ``clean``/``noise`` the true sources (only the
+    oracle baseline uses them); ``corruption`` the per-video-frame corruption level (only
+    stored in the traces).
+    """
+
+    item_id: str
+    mixture: np.ndarray
+    lips: Optional[np.ndarray]
+    fps: float
+    clean: Optional[np.ndarray] = None
+    noise: Optional[np.ndarray] = None
+    corruption: Optional[np.ndarray] = None
+    sample_rate: int = SAMPLE_RATE
+
+
+@dataclass
+class EnhanceOutput:
+    """Result for one utterance: the estimate (None on error), traces, timing and error text."""
+
+    item_id: str
+    estimate: Optional[np.ndarray]
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    rtf: float = float("nan")
+    error: Optional[str] = None
+
+
+@dataclass
+class PreparedItem:
+    """A validated utterance in the STFT domain (CPU tensors)."""
+
+    index: int  # position in the caller's input list
+    item_id: str
+    X: torch.Tensor  # complex [T, F] of the normalised mixture
+    n_samples: int
+    scale: float  # mixture = scale * normalised mixture
+    lips: Optional[np.ndarray]  # float32 [T, H, W] in [0, 1] at the STFT rate
+    clean_power: Optional[torch.Tensor] = None  # [T, F] (normalised by the same scale)
+    noise_power: Optional[torch.Tensor] = None
+    corruption_stft: Optional[np.ndarray] = None  # [T]
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _check_signal(x: Optional[np.ndarray], what: str, item_id: str, sr: int, cfg: STFTConfig, silent_ok: bool = False) -> np.ndarray:
+    if x is None:
+        raise DataError(item_id, f"{what} is missing")
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(item_id, f"{what} must be float audio, got dtype {arr.dtype}")
+    return validate_audio(
+        arr, sr, path=f"{item_id} ({what})", expected_sr=cfg.sample_rate,
+        min_duration_s=cfg.n_fft / cfg.sample_rate, silence_rms=0.0 if silent_ok else 1e-5, clip_fraction=1.1,
+    )
+
+
+def prepare_item(
+    inp: EnhanceInput, index: int, *, cfg: STFTConfig = STFTConfig(), need_lips: bool = False, need_sources: bool = False
+) -> PreparedItem:
+    """Validate one input and move it to the STFT domain; raises :class:`DataError` naming the item.
+
+    The mixture is normalised by its peak ``max|x|`` as in the published code (T13); the
+    estimate is scaled back by the caller.
+    """
+    x = _check_signal(inp.mixture, "mixture", inp.item_id, inp.sample_rate, cfg)
+    scale = float(np.max(np.abs(x)))
+    xn = (x.astype(np.float64) / scale).astype(np.float32)
+    X = stft(torch.from_numpy(xn), cfg)
+    T = X.shape[0]
+    lips = None
+    corr = None
+    if need_lips:
+        if inp.lips is None:
+            raise DataError(inp.item_id, "the model is audio-visual but the input has no lip frames")
+        if not (np.isfinite(inp.fps) and inp.fps > 0):
+            raise DataError(inp.item_id, f"invalid video frame rate {inp.fps!r}")
+        frames = validate_lips(inp.lips, path=f"{inp.item_id} (lips)")
+        lips = lips_to_stft_rate(frames, T, inp.fps, cfg).astype(np.float32) / 255.0
+    if inp.corruption is not None and inp.fps and inp.fps > 0:
+        corr = per_frame_to_stft_rate(np.asarray(inp.corruption, dtype=np.float32), T, inp.fps, cfg)
+    cp = npow = None
+    if need_sources:
+        s = _check_signal(inp.clean, "clean reference", inp.item_id, inp.sample_rate, cfg, silent_ok=True)
+        n = _check_signal(inp.noise, "noise reference", inp.item_id, inp.sample_rate, cfg, silent_ok=True)
+        if s.size != x.size or n.size != x.size:
+            raise DataError(inp.item_id, f"clean/noise lengths {s.size}/{n.size} differ from the mixture length {x.size}")
+        cp = stft(torch.from_numpy((s / scale).astype(np.float32)), cfg).abs().pow(2)
+        npow = stft(torch.from_numpy((n / scale).astype(np.float32)), cfg).abs().pow(2)
+    return PreparedItem(index, inp.item_id, X, int(x.size), scale, lips, cp, npow, corr)
+
+
+def pack_by_budget(n_frames: Sequence[int], frame_budget: int, keys: Optional[Sequence[object]] = None) -> list[list[int]]:
+    """Group item indices into batches whose *padded* size ``B * T_max`` stays within ``frame_budget``.
+
+    Items are sorted by (key, length) first so that similar lengths share a batch (less
+    padding); an item longer than the budget gets a batch of its own. Deterministic: ties are
+    broken by the input index.
+    """
+    if frame_budget < 1:
+        raise ValueError(f"frame_budget must be >= 1, got {frame_budget}")
+    keys = list(keys) if keys is not None else [0] * len(n_frames)
+    order = sorted(range(len(n_frames)), key=lambda i: (repr(keys[i]), -int(n_frames[i]), i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_key: object = None
+    t_max = 0
+    for i in order:
+        t = int(n_frames[i])
+        new_max = max(t_max, t)
+        if cur and (keys[i] != cur_key or (len(cur) + 1) * new_max > frame_budget):
+            batches.append(cur)
+            cur, t_max, new_max = [], 0, t
+        cur.append(i)
+        cur_key = keys[i]
+        t_max = new_max
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@dataclass
+class Batch:
+    """Padded tensors of a group of prepared utterances (on the compute device)."""
+
+    items: list[PreparedItem]
+    X: torch.Tensor  # complex [B, T, F]
+    power: torch.Tensor  # [B, T, F]
+    mask: torch.Tensor  # bool [B, T]
+    lips: Optional[torch.Tensor]  # [B, T, H, W] or None
+    clean_power: Optional[torch.Tensor] = None
+    noise_power: Optional[torch.Tensor] = None
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [it.item_id for it in self.items]
+
+    @property
+    def n_frames(self) -> list[int]:
+        return [it.n_frames for it in self.items]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+def _pad_stack(ts: list[torch.Tensor], T: int) -> torch.Tensor:
+    out = ts[0].new_zeros((len(ts), T) + tuple(ts[0].shape[1:]))
+    for b, t in enumerate(ts):
+        out[b, : t.shape[0]] = t
+    return out
+
+
+def make_batch(items: list[PreparedItem], device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Batch:
+    """Pad and stack prepared items; padded frames have zero power and mask False."""
+    T = max(it.n_frames for it in items)
+    X = _pad_stack([it.X for it in items], T).to(device)
+    power = X.abs().pow(2).to(dtype)
+    mask = torch.zeros(len(items), T, dtype=torch.bool, device=device)
+    for b, it in enumerate(items):
+        mask[b, : it.n_frames] = True
+    lips = None
+    if all(it.lips is not None for it in items):
+        shapes = {it.lips.shape[1:] for it in items}
+        if len(shapes) > 1:
+            raise ValueError(f"lip frames of different sizes in one batch: {sorted(shapes)}")
+        lips = _pad_stack([torch.from_numpy(it.lips) for it in items], T).to(device=device, dtype=dtype)
+    cp = npow = None
+    if all(it.clean_power is not None for it in items):
+        cp = _pad_stack([it.clean_power for it in items], T).to(device=device, dtype=dtype)
+        npow = _pad_stack([it.noise_power for it in items], T).to(device=device, dtype=dtype)
+    return Batch(items, X, power, mask, lips, cp, npow)
+
+
+def per_item_randn(
+    gens: Sequence[torch.Generator], n_frames: Sequence[int], T: int, *, leading: tuple[int, ...] = (), tail: tuple[int, ...] = (),
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, uniform: bool = False,
+) -> torch.Tensor:
+    """Standard normal (or U(0,1)) draws ``[*leading, B, T, *tail]``, each utterance from its own
+    generator with its own length (padding gets zeros), so draws do not depend on the batch."""
+    B = len(gens)
+    out = torch.zeros(leading + (B, T) + tail, device=device, dtype=dtype)
+    nl = len(leading)
+    for b, (g, tb) in enumerate(zip(gens, n_frames)):
+        shape = leading + (tb,) + tail
+        r = torch.rand(shape, generator=g, device=g.device, dtype=dtype) if uniform else torch.randn(shape, generator=g, device=g.device, dtype=dtype)
+        idx = (slice(None),) * nl + (b, slice(0, tb))
+        out[idx] = r.to(device)
+    return out

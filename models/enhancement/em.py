@@ -1,0 +1,235 @@
+"""The shared EM loop of the VAE + NMF enhancement, batched over utterances.
+
+Test-time model (Leglaive et al. 2018; Sadeghi et al. 2020)::
+
+    x_tf = sqrt(g_t) s_tf + b_tf,  s_tf | z_t, v ~ N_c(0, sigma^2_f(z_t, v)),  b_tf ~ N_c(0, (WH)_tf)
+
+An algorithm (MCEM, VEM, PEEM, LDEM) is an :class:`EMAlgorithm` subclass that supplies the
+E-step (latent samples -> unscaled speech variances ``[R, B, T, F]``) and the latents of the final
+estimate; this module runs the loop: E-step, M-step (multiplicative NMF/gain updates,
+:mod:`models.enhancement.nmf`), cost trace, per-utterance convergence, and the final
+"probabilistic Wiener filter" ``S = mean_r[g Vs_r / (g Vs_r + WH)] X`` followed by the iSTFT.
+
+Nothing here knows which fusion is inside the model: it only calls the
+:class:`models.base.SpeechModel` contract. The lip features are computed once per batch
+(``model.visual_features``) and reused by every decoder call.
+
+Randomness: every utterance has its own ``torch.Generator`` seeded from
+``derive_seed(seed, item_id, algorithm)``; draws are made per utterance with its own number of
+frames (:func:`models.enhancement.batch.per_item_randn`), so results do not depend on the batch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.seeding import torch_generator
+from models.enhancement.batch import Batch, per_item_randn
+from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, m_step
+from models.spectral import STFTConfig, istft
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EMConfig:
+    """Settings shared by every EM algorithm (subclasses add their own, with published defaults)."""
+
+    n_iter: int = 100  # EM iterations (100 in all three reference repos)
+    tol: Optional[float] = None  # stop an utterance when |delta cost| < tol (None: always n_iter)
+    update: str = "WHg"  # which of W, H, g the M-step updates
+
+
+@dataclass
+class ItemResult:
+    """What the EM returns for one utterance of a batch."""
+
+    item_id: str
+    estimate: np.ndarray  # float32 waveform at the original scale, length of the input
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class EMContext:
+    """Everything the E-step of one batch needs: model calls, observations, per-utterance RNG."""
+
+    def __init__(self, model: Any, batch: Batch, *, algorithm: str, seed: int) -> None:
+        self.model = model
+        self.batch = batch
+        self.P = batch.power  # [B, T, F]
+        self.mask = batch.mask  # [B, T]
+        self.maskf = batch.mask.to(self.P.dtype)
+        self.device = self.P.device
+        self.B, self.T, self.F = self.P.shape
+        self.n_frames = batch.n_frames
+        gen_dev = "cuda" if self.device.type == "cuda" else "cpu"
+        self.gens = [torch_generator(seed, iid, algorithm, device=gen_dev) for iid in batch.item_ids]
+        with torch.no_grad():
+            self.vfeat = model.visual_features(batch.lips, batch.mask) if getattr(model, "is_audio_visual", False) else None
+            self.prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
+            self.prior_prec = torch.exp(-prior_lv)
+            self.enc_mu, self.enc_logvar = model.encode(self.P, self.vfeat, batch.mask)
+            self.enc_weights = _weights(model, "encoder")
+        self.decoder_calls = 0
+
+    # -- model --------------------------------------------------------------------------
+    def decode_var(self, z: torch.Tensor) -> torch.Tensor:
+        """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
+        self.decoder_calls += 1
+        return torch.exp(self.model.decode(z, self.vfeat, self.mask))
+
+    # -- probabilities ---------------------------------------------------------------------
+    def nll_frames(self, Vs: torch.Tensor, st: NMFState) -> torch.Tensor:
+        """Per-frame negative log-likelihood ``sum_f log Vx + P / Vx`` ``[..., B, T]`` (padding: 0)."""
+        Vx = (st.g.unsqueeze(-1) * Vs + st.noise_var()).clamp_min(EPS)
+        return (torch.log(Vx) + self.P / Vx).sum(-1) * self.maskf
+
+    def prior_quad(self, z: torch.Tensor) -> torch.Tensor:
+        """``sum_l (z - mu)^2 / sigma^2`` per frame ``[..., B, T]`` (twice the negative log prior)."""
+        return ((z - self.prior_mu) ** 2 * self.prior_prec).sum(-1) * self.maskf
+
+    # -- randomness -------------------------------------------------------------------------
+    def randn(self, leading: tuple[int, ...] = (), tail: tuple[int, ...] = ()) -> torch.Tensor:
+        return per_item_randn(self.gens, self.n_frames, self.T, leading=leading, tail=tail, device=self.device, dtype=self.P.dtype)
+
+    def rand(self, leading: tuple[int, ...] = (), tail: tuple[int, ...] = ()) -> torch.Tensor:
+        return per_item_randn(self.gens, self.n_frames, self.T, leading=leading, tail=tail, device=self.device, dtype=self.P.dtype, uniform=True)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.enc_mu.shape[-1])
+
+
+def _weights(model: Any, key: str) -> Optional[torch.Tensor]:
+    """The fusion weights of the last call, reduced to ``[B, T, 2]`` (mean over sample dims)."""
+    try:
+        w = model.last_weights().get(key)
+    except Exception:  # a model without weights support
+        return None
+    if w is None:
+        return None
+    w = w.detach()
+    while w.dim() > 3:
+        w = w.mean(0)
+    return w
+
+
+def freeze_inactive(new: torch.Tensor, old: torch.Tensor, active: Optional[torch.Tensor]) -> torch.Tensor:
+    """Keep ``old`` for converged utterances (``active [B]`` False); ``new/old`` end in ``[B, T, L]``."""
+    if active is None:
+        return new
+    return torch.where(active.view(-1, 1, 1), new, old)
+
+
+class EMAlgorithm:
+    """Base of the EM algorithms; subclasses implement :meth:`init`, :meth:`e_step`, :meth:`final_latents`."""
+
+    name = "em"
+    config_cls: type = EMConfig
+
+    def __init__(self, config: Optional[EMConfig] = None, **params: Any) -> None:
+        if config is None:
+            config = self.config_cls(**params)
+        elif params:
+            raise TypeError("give either a config or keyword parameters, not both")
+        self.config = config
+
+    def init(self, ctx: EMContext) -> None:
+        """Initialise the latent state (default: the encoder mean of the noisy input)."""
+        raise NotImplementedError
+
+    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+        """Return unscaled speech variances ``[R, B, T, F]`` for the M-step."""
+        raise NotImplementedError
+
+    def final_latents(self, ctx: EMContext, st: NMFState) -> torch.Tensor:
+        """Latent samples ``[R, B, T, L]`` whose Wiener gains are averaged in the final estimate."""
+        raise NotImplementedError
+
+    def iteration_traces(self) -> dict[str, torch.Tensor]:
+        """Per-iteration ``[B]`` diagnostics of the last E-step (e.g. MH acceptance)."""
+        return {}
+
+    def final_traces(self) -> dict[str, torch.Tensor]:
+        """Per-utterance diagnostics of the final estimate (``[B]`` or ``[B, T...]``)."""
+        return {}
+
+
+def run_em(
+    algo: EMAlgorithm,
+    model: Any,
+    batch: Batch,
+    *,
+    rank: int = 10,
+    seed: int = 0,
+    stft_cfg: STFTConfig = STFTConfig(),
+    progress: bool = False,
+) -> list[ItemResult]:
+    """Run ``algo`` on a batch; returns one :class:`ItemResult` per utterance (batch order)."""
+    cfg: EMConfig = algo.config
+    ctx = EMContext(model, batch, algorithm=algo.name, seed=seed)
+    st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
+    algo.init(ctx)
+    B = ctx.B
+    active = torch.ones(B, dtype=torch.bool, device=ctx.device) if cfg.tol is not None else None
+    costs = torch.full((cfg.n_iter, B), float("nan"), device=ctx.device)
+    iter_traces: dict[str, list[torch.Tensor]] = {}
+    n_done = torch.zeros(B, dtype=torch.long, device=ctx.device)
+    prev = None
+    for it in tqdm(range(cfg.n_iter), desc=f"{algo.name} EM", disable=not progress, leave=False):
+        Vs = algo.e_step(ctx, st, it, active)
+        with torch.no_grad():
+            st = m_step(ctx.P, Vs.detach(), st, ctx.mask, update=cfg.update, active=active)
+            c = is_cost(ctx.P, Vs.detach(), st, ctx.mask)
+        for k, v in algo.iteration_traces().items():
+            iter_traces.setdefault(k, []).append(v.detach())
+        if active is None:
+            costs[it] = c
+            n_done += 1
+        else:
+            costs[it] = torch.where(active, c, torch.full_like(c, float("nan")))
+            n_done += active.long()
+            if prev is not None:
+                active = active & ((c - prev).abs() >= cfg.tol)
+            prev = torch.where(active, c, prev if prev is not None else c)
+            if not bool(active.any()):
+                break
+    with torch.no_grad():
+        z = algo.final_latents(ctx, st).detach()
+        Vs = ctx.decode_var(z)  # [R, B, T, F]
+        dec_w = _weights(model, "decoder")
+        gVs = st.g.unsqueeze(-1) * Vs
+        gain = (gVs / (gVs + st.noise_var()).clamp_min(EPS)).mean(0)  # [B, T, F]
+        S = gain.to(batch.X.dtype) * batch.X
+    final = algo.final_traces()
+    out = []
+    for b, item in enumerate(batch.items):
+        tb = item.n_frames
+        y = istft(S[b, :tb].cpu(), item.n_samples, stft_cfg).numpy().astype(np.float64) * item.scale
+        nd = int(n_done[b])
+        tr: dict[str, np.ndarray] = {
+            "cost": costs[:nd, b].cpu().numpy().astype(np.float32),
+            "frame_rate": np.float32(stft_cfg.frame_rate),
+            "n_iter": np.int32(nd),
+        }
+        for k, vs in iter_traces.items():
+            tr[k] = torch.stack([v[b] for v in vs[:nd]]).cpu().numpy().astype(np.float32)
+        for k, v in final.items():
+            tr[k] = v[b].cpu().numpy().astype(np.float32) if v.dim() > 1 else np.float32(v[b].item())
+        if ctx.enc_weights is not None:
+            tr["weights_encoder"] = ctx.enc_weights[b, :tb].cpu().numpy().astype(np.float32)
+        if dec_w is not None:
+            tr["weights_decoder"] = dec_w[b, :tb].cpu().numpy().astype(np.float32)
+        tr["gain_g"] = st.g[b, :tb].cpu().numpy().astype(np.float32)
+        out.append(ItemResult(item.item_id, y.astype(np.float32), tr))
+    return out
+
+
+def langevin_noise_scale(lr: float) -> float:
+    """Std of the Langevin noise for step size ``lr``: ``sqrt(2 lr)``."""
+    return math.sqrt(2.0 * lr)

@@ -1,0 +1,240 @@
+"""NMF noise model and the Itakura-Saito multiplicative updates (batched, masked, time first).
+
+Shapes (time first, as everywhere in the suite):
+
+* ``P``  ``[B, T, F]`` observed power ``|X|^2``
+* ``Vs`` ``[R, B, T, F]`` *unscaled* speech variances ``sigma^2(z_r)`` of R latent samples (or ``None``)
+* ``W``  ``[B, F, K]``, ``H`` ``[B, T, K]`` non-negative noise NMF (noise variance ``WH = H W^T``)
+* ``g``  ``[B, T]`` per-frame speech gain
+* ``mask`` ``[B, T]`` bool, True on real frames
+
+Model: ``Vx_r = g * Vs_r + WH``; cost (per utterance) = mean over valid ``(r, t, f)`` of
+``log Vx_r + P / Vx_r`` (the published MCEM cost; the IS divergence up to a constant).
+
+The updates are the majorisation-minimisation multiplicative rules with exponent 1/2
+(Fevotte & Idier 2011 for beta = 0), so each one never increases the cost; they follow the
+published MCEM code (avse-vae ``MCEM_algo.py``), update order W -> H -> g (trap T5: the code
+order, not the paper's H -> W -> g), no L1 normalisation of W (avse-vae), and a tiny floor
+``eps`` on W, H, g to keep float32 away from zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.seeding import rng as seeded_rng
+
+EPS = 1e-12
+
+
+@dataclass
+class NMFState:
+    """Per-utterance noise NMF factors and speech gains of one batch."""
+
+    W: torch.Tensor  # [B, F, K]
+    H: torch.Tensor  # [B, T, K]
+    g: torch.Tensor  # [B, T]
+
+    def noise_var(self) -> torch.Tensor:
+        """``WH`` as ``[B, T, F]``."""
+        return noise_var(self.W, self.H)
+
+    def clone(self) -> "NMFState":
+        return NMFState(self.W.clone(), self.H.clone(), self.g.clone())
+
+
+def noise_var(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """Noise variance ``H W^T``: ``[B, T, K] x [B, F, K] -> [B, T, F]``."""
+    return torch.matmul(H, W.transpose(-1, -2))
+
+
+def init_nmf(
+    item_ids: Sequence[str],
+    n_frames: Sequence[int],
+    n_freq: int,
+    rank: int,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> NMFState:
+    """Seeded random init as published: W, H ~ U(0, 1) (floored at eps), g = 1.
+
+    Each utterance draws from its own generator ``derive_seed(seed, item_id, "nmf")`` with its
+    *own* number of frames, so neither the batch composition nor the padding changes its values.
+    """
+    B, T = len(item_ids), max(n_frames)
+    W = np.empty((B, n_freq, rank), np.float64)
+    H = np.ones((B, T, rank), np.float64)
+    for b, (iid, tb) in enumerate(zip(item_ids, n_frames)):
+        r = seeded_rng(seed, iid, "nmf")
+        W[b] = r.random((n_freq, rank))
+        H[b, :tb] = r.random((tb, rank))
+    W = np.maximum(W, EPS)
+    H = np.maximum(H, EPS)
+    to = dict(device=device, dtype=dtype)
+    return NMFState(torch.as_tensor(W, **to), torch.as_tensor(H, **to), torch.ones(B, T, **to))
+
+
+def _maskf(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.to(like.dtype).unsqueeze(-1)  # [B, T, 1]
+
+
+def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+    """Per-utterance cost ``[B]``: mean over valid (r, t, f) of ``log Vx + P / Vx``."""
+    WH = st.noise_var()
+    m = _maskf(mask, P)
+    if Vs is None:
+        Vx = WH.clamp_min(EPS)
+        tot = ((torch.log(Vx) + P / Vx) * m).sum(dim=(-1, -2))
+        R = 1
+    else:
+        Vx = (st.g.unsqueeze(-1) * Vs + WH).clamp_min(EPS)
+        tot = ((torch.log(Vx) + P / Vx) * m).sum(dim=(-1, -2)).sum(0)
+        R = Vs.shape[0]
+    n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
+    return tot / n.clamp_min(1)
+
+
+def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torch.Tensor, m: torch.Tensor, need_g: bool):
+    """Sums over samples of ``P Vx^-2``, ``Vx^-1`` (and, for g, ``P Vs Vx^-2``, ``Vs Vx^-1``), masked.
+
+    Loops over the R samples so memory stays ``[B, T, F]``."""
+    if Vs is None:
+        Vx = WH.clamp_min(EPS)
+        inv = 1.0 / Vx
+        return P * inv * inv * m, inv * m, None, None
+    a = torch.zeros_like(WH)
+    c = torch.zeros_like(WH)
+    gn = torch.zeros_like(WH) if need_g else None
+    gd = torch.zeros_like(WH) if need_g else None
+    gg = g.unsqueeze(-1)
+    for r in range(Vs.shape[0]):
+        inv = 1.0 / (gg * Vs[r] + WH).clamp_min(EPS)
+        inv2 = inv * inv
+        a += inv2
+        c += inv
+        if need_g:
+            gn += Vs[r] * inv2
+            gd += Vs[r] * inv
+    a = P * a * m
+    c = c * m
+    if need_g:
+        gn = P * gn * m
+        gd = gd * m
+    return a, c, gn, gd
+
+
+def update_W(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+    """``W <- W * sqrt( (sum_r P Vx_r^-2) H / (sum_r Vx_r^-1) H )`` (sums over valid frames)."""
+    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False)
+    num = torch.matmul(a.transpose(-1, -2), st.H)  # [B, F, K]
+    den = torch.matmul(c.transpose(-1, -2), st.H)
+    return (st.W * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
+
+
+def update_H(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+    """``H <- H * sqrt( (sum_r P Vx_r^-2) W / (sum_r Vx_r^-1) W )`` (padded frames keep their value)."""
+    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False)
+    num = torch.matmul(a, st.W)  # [B, T, K]
+    den = torch.matmul(c, st.W)
+    new = (st.H * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
+    return torch.where(mask.unsqueeze(-1), new, st.H)
+
+
+def update_g(P: torch.Tensor, Vs: torch.Tensor, st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+    """``g_t <- g_t * sqrt( sum_{f,r} P Vs_r Vx_r^-2 / sum_{f,r} Vs_r Vx_r^-1 )``."""
+    _, _, gn, gd = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), True)
+    new = (st.g * torch.sqrt(gn.sum(-1) / gd.sum(-1).clamp_min(EPS))).clamp_min(EPS)
+    return torch.where(mask, new, st.g)
+
+
+def m_step(
+    P: torch.Tensor,
+    Vs: Optional[torch.Tensor],
+    st: NMFState,
+    mask: torch.Tensor,
+    *,
+    update: str = "WHg",
+    active: Optional[torch.Tensor] = None,
+) -> NMFState:
+    """One M-step: the updates named in ``update`` (subset of "W", "H", "g"), in order W -> H -> g.
+
+    ``active`` ``[B]`` bool: utterances that already converged keep their factors.
+    """
+    W, H, g = st.W, st.H, st.g
+    cur = NMFState(W, H, g)
+    if "W" in update:
+        cur = NMFState(update_W(P, Vs, cur, mask), cur.H, cur.g)
+    if "H" in update:
+        cur = NMFState(cur.W, update_H(P, Vs, cur, mask), cur.g)
+    if "g" in update and Vs is not None:
+        cur = NMFState(cur.W, cur.H, update_g(P, Vs, cur, mask))
+    if active is not None:
+        a1 = active.view(-1, 1)
+        cur = NMFState(
+            torch.where(a1.unsqueeze(-1), cur.W, W), torch.where(a1.unsqueeze(-1), cur.H, H), torch.where(a1, cur.g, g)
+        )
+    return cur
+
+
+# ---------------------------------------------------------------------------------------
+# Plain IS-NMF with an optional fixed part of the dictionary (the "nmf-only" baseline and the
+# training of the speech dictionary).
+# ---------------------------------------------------------------------------------------
+
+
+def is_nmf(
+    P: torch.Tensor,
+    rank: int,
+    *,
+    n_iter: int = 100,
+    W_fixed: Optional[torch.Tensor] = None,
+    rng: Optional[np.random.Generator] = None,
+    mask: Optional[torch.Tensor] = None,
+    W_init: Optional[torch.Tensor] = None,
+    H_init: Optional[torch.Tensor] = None,
+    update_w: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """IS-NMF ``P [T, F] ~ H W^T`` with multiplicative (exponent 1/2) updates.
+
+    With ``W_fixed [F, Ks]`` the dictionary is ``[W_fixed | W_free]`` (``rank`` free columns)
+    and only the free columns (and all of H) are updated. Returns ``(W [F, Ks+rank],
+    H [T, Ks+rank], costs)``; ``costs`` is the mean IS cost after each iteration.
+    """
+    T, F = P.shape
+    rng = rng if rng is not None else np.random.default_rng(0)
+    ks = 0 if W_fixed is None else W_fixed.shape[1]
+    dt, dev = P.dtype, P.device
+    if W_init is None:
+        Wf = torch.as_tensor(np.maximum(rng.random((F, rank)), EPS), dtype=dt, device=dev)
+    else:
+        Wf = W_init
+    if H_init is None:
+        Hh = torch.as_tensor(np.maximum(rng.random((T, ks + rank)), EPS), dtype=dt, device=dev)
+    else:
+        Hh = H_init
+    m = torch.ones(T, 1, dtype=dt, device=dev) if mask is None else mask.to(dt).view(T, 1)
+    P = P.clamp_min(0)
+    costs: list[float] = []
+
+    def full_w() -> torch.Tensor:
+        return Wf if W_fixed is None else torch.cat([W_fixed, Wf], dim=1)
+
+    for _ in range(n_iter):
+        if update_w and rank > 0:
+            Wa = full_w()
+            V = (Hh @ Wa.T).clamp_min(EPS)
+            a, c = P * V.pow(-2) * m, V.reciprocal() * m
+            Hs = Hh[:, ks:]
+            Wf = (Wf * torch.sqrt((a.T @ Hs) / (c.T @ Hs).clamp_min(EPS))).clamp_min(EPS)
+        Wa = full_w()
+        V = (Hh @ Wa.T).clamp_min(EPS)
+        a, c = P * V.pow(-2), V.reciprocal()
+        Hh = (Hh * torch.sqrt((a @ Wa) / (c @ Wa).clamp_min(EPS))).clamp_min(EPS)
+        V = (Hh @ Wa.T).clamp_min(EPS)
+        costs.append(float(((torch.log(V) + P / V) * m).sum() / (m.sum() * F)))
+    return full_w(), Hh, costs
