@@ -34,12 +34,13 @@ import torch
 
 from benchmark.registry import Registry
 from benchmark.seeding import derive_seed
+from models.enhancement.batch import per_item_randn
+from models.enhancement.nmf import EPS, noise_var
 
 log = logging.getLogger(__name__)
 
 #: switch state indices (column order of every weight array: 0 = audio, 1 = visual)
 AUDIO, VISUAL = 0, 1
-_TINY = 1e-12
 
 #: E-step families usable with the composite models, by the spec's algorithm name
 SWITCH_ESTEPS: Registry = Registry("switching E-step")
@@ -64,37 +65,6 @@ class SwitchConfig:
             v = getattr(self, name)
             if not (0.0 < v < 1.0):
                 raise ValueError(f"SwitchConfig.{name}: expected a probability strictly in (0, 1), got {v!r}")
-
-
-@dataclass
-class SwitchMCEMConfig:
-    """Monte Carlo EM E-step (random-walk MH per frame and component); published MCEM defaults."""
-
-    n_iter: int = field(default=100, metadata={"range": (1, None)})
-    proposal_var: float = field(default=0.01, metadata={"range": (0.0, None)})
-    n_steps: int = field(default=40, metadata={"range": (1, None)})
-    burn_in: int = field(default=30, metadata={"range": (0, None)})
-    final_steps: int = field(default=100, metadata={"range": (1, None)})
-    final_burn_in: int = field(default=75, metadata={"range": (0, None)})
-    n_chains: int = field(default=1, metadata={"range": (1, None)})
-
-    def __post_init__(self) -> None:
-        if self.burn_in >= self.n_steps or self.final_burn_in >= self.final_steps:
-            raise ValueError("SwitchMCEMConfig: burn_in must be smaller than n_steps (and final_burn_in than final_steps)")
-
-
-@dataclass
-class SwitchLDEMConfig:
-    """Langevin-dynamics EM E-step (unadjusted Langevin, parallel chains); av-dkf runner defaults."""
-
-    n_iter: int = field(default=100, metadata={"range": (1, None)})
-    lr: float = field(default=5e-3, metadata={"range": (0.0, None)})
-    n_steps: int = field(default=10, metadata={"range": (1, None)})
-    n_chains: int = field(default=5, metadata={"range": (1, None)})
-    init_var: float = field(default=0.01, metadata={"range": (0.0, None)})  # chains start at encoder mean + N(0, init_var)
-    kick_var: float = field(default=0.01, metadata={"range": (0.0, None)})  # extra N(0, kick_var) after each E-step (published)
-    final_steps: int = field(default=10, metadata={"range": (1, None)})
-    grad_clip: float = field(default=0.0, metadata={"range": (0.0, None)})  # 0: off; else per-frame gradient norm cap
 
 
 def _config_from_params(cls: type, params: dict[str, Any] | None, where: str) -> Any:
@@ -145,34 +115,26 @@ def component_from_model(model: Any, power: torch.Tensor, lips: Optional[torch.T
 
 class UttRandom:
     """Random numbers drawn per utterance (one generator each, seeded from its id), padded to the
-    batch length: an utterance gets the same numbers alone or in any batch."""
+    batch length (:func:`models.enhancement.batch.per_item_randn`): an utterance gets the same
+    numbers alone or in any batch."""
 
     def __init__(self, seeds: Sequence[int], lengths: Sequence[int], device: torch.device | str, dtype: torch.dtype) -> None:
         self.lengths = [int(n) for n in lengths]
         self.T = max(self.lengths) if self.lengths else 0
         self.device = torch.device(device)
         self.dtype = dtype
+        gen_dev = "cuda" if self.device.type == "cuda" else "cpu"
         self.gens = []
         for s in seeds:
-            g = torch.Generator(device=self.device)
-            g.manual_seed(int(s))
-            self.gens.append(g)
-
-    def _draw(self, fn: Callable[..., torch.Tensor], lead: tuple[int, ...], tail: tuple[int, ...]) -> torch.Tensor:
-        outs = []
-        for g, n in zip(self.gens, self.lengths):
-            x = fn((*lead, n, *tail), generator=g, device=self.device, dtype=self.dtype)
-            if n < self.T:
-                pad = torch.zeros((*lead, self.T - n, *tail), device=self.device, dtype=self.dtype)
-                x = torch.cat([x, pad], dim=len(lead))
-            outs.append(x)
-        return torch.stack(outs, dim=len(lead))  # [*lead, B, T, *tail]
+            gen = torch.Generator(device=gen_dev)
+            gen.manual_seed(int(s))
+            self.gens.append(gen)
 
     def randn(self, lead: tuple[int, ...], tail: tuple[int, ...] = ()) -> torch.Tensor:
-        return self._draw(torch.randn, lead, tail)
+        return per_item_randn(self.gens, self.lengths, self.T, leading=lead, tail=tail, device=self.device, dtype=self.dtype)
 
     def rand(self, lead: tuple[int, ...], tail: tuple[int, ...] = ()) -> torch.Tensor:
-        return self._draw(torch.rand, lead, tail)
+        return per_item_randn(self.gens, self.lengths, self.T, leading=lead, tail=tail, device=self.device, dtype=self.dtype, uniform=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -277,70 +239,84 @@ class SwitchParams:
 # ----------------------------------------------------------------------------------------
 # weighted IS-NMF M-step and the costs
 # ----------------------------------------------------------------------------------------
-def noise_var(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-    """``(WH)`` time first: ``W [B, F, K]``, ``H [B, T, K]`` -> ``[B, T, F]``."""
-    return H @ W.transpose(-1, -2)
-
-
 def expected_cost(X2: torch.Tensor, sig2: torch.Tensor, wts: torch.Tensor, W: torch.Tensor, H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Responsibility-weighted expected IS cost per utterance ``[B]``:
     ``sum_{t,f,p} w_{p,t} (log Vx_p + X2 / Vx_p)`` with ``Vx_p = g sig2_p + WH``
     (= minus the expected complete-data log-likelihood up to ``F log pi`` per frame).
     ``sig2 [P, B, T, F]``, ``wts [P, B, T]`` (zero on padding)."""
-    Vx = g[None, ..., None] * sig2 + noise_var(W, H)[None]
-    per = (Vx.log() + X2[None] / Vx).sum(-1)  # [P, B, T]
-    return (wts * per).sum((0, 2))
+    WH = noise_var(W, H)
+    tot = X2.new_zeros(X2.shape[0])
+    for p in range(sig2.shape[0]):
+        Vx = (g[..., None] * sig2[p] + WH).clamp_min(EPS)
+        tot = tot + (wts[p] * (Vx.log() + X2 / Vx).sum(-1)).sum(-1)
+    return tot
+
+
+def _weighted_sums(
+    X2: torch.Tensor, sig2: torch.Tensor, wts: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, need_g: bool
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``sum_p w_p X2 Vx_p^-2``, ``sum_p w_p Vx_p^-1`` (and for g the same times ``sig2_p``),
+    each ``[B, T, F]``; loops over the samples so memory stays ``[B, T, F]``."""
+    a = torch.zeros_like(WH)
+    c = torch.zeros_like(WH)
+    gn = torch.zeros_like(WH) if need_g else None
+    gd = torch.zeros_like(WH) if need_g else None
+    gg = g[..., None]
+    for p in range(sig2.shape[0]):
+        w = wts[p][..., None]
+        inv = (gg * sig2[p] + WH).clamp_min(EPS).reciprocal()
+        wi = w * inv
+        c += wi
+        a += wi * inv
+        if need_g:
+            gd += wi * sig2[p]
+            gn += wi * inv * sig2[p]
+    a = a * X2
+    if need_g:
+        gn = gn * X2
+    return a, c, gn, gd
 
 
 def update_nmf_gain(
     X2: torch.Tensor, sig2: torch.Tensor, wts: torch.Tensor, W: torch.Tensor, H: torch.Tensor, g: torch.Tensor,
-    mask: torch.Tensor, update_gain: bool = True,
+    mask: torch.Tensor, update: str = "WHg",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One round of multiplicative updates W -> H -> g (the published order) on the weighted
-    expected IS cost of :func:`expected_cost`; each step never increases it (MM, exponent 1/2).
+    """One round of multiplicative updates W -> H -> g (the published order, as in
+    :func:`models.enhancement.nmf.m_step`) on the weighted expected IS cost of
+    :func:`expected_cost`; each step never increases it (MM with exponent 1/2, termwise).
 
-    This is the per-sample-weighted form of the MCEM updates (uniform weights 1/R give those back).
-    Padding frames have zero weight and keep their H and g.
+    This is the per-sample, per-frame weighted form of the MCEM updates (uniform weights ``1/R``
+    give those back). Frames with zero weight (padding, or an utterance that stopped) keep their
+    H and g; ``update`` names the factors to update (a subset of "WHg").
     """
-    m = mask[..., None].to(X2.dtype)
-
-    def stats(W_, H_, g_):
-        Vx = g_[None, ..., None] * sig2 + noise_var(W_, H_)[None]
-        inv = Vx.reciprocal()
-        w = wts[..., None]
-        return Vx, (w * inv).sum(0), (w * X2[None] * inv * inv).sum(0)  # [P..], [B,T,F], [B,T,F]
-
-    _, a, b = stats(W, H, g)
-    num = (b * m).transpose(-1, -2) @ H
-    den = (a * m).transpose(-1, -2) @ H
-    W = W * torch.sqrt(num / den.clamp_min(_TINY)).clamp_min(0)
-    W = W.clamp_min(_TINY)
-
-    _, a, b = stats(W, H, g)
-    num = b @ W
-    den = a @ W
-    ratio = torch.where(mask[..., None], torch.sqrt(num / den.clamp_min(_TINY)), torch.ones_like(num))
-    H = (H * ratio).clamp_min(_TINY)
-
-    if update_gain:
-        Vx, _, _ = stats(W, H, g)
-        inv = Vx.reciprocal()
-        w = wts[..., None]
-        num = (w * X2[None] * sig2 * inv * inv).sum((0, -1))
-        den = (w * sig2 * inv).sum((0, -1))
-        ratio = torch.where(mask, torch.sqrt(num / den.clamp_min(_TINY)), torch.ones_like(num))
-        g = (g * ratio).clamp_min(_TINY)
+    live = wts.sum(0) > 0  # [B, T]
+    if "W" in update:
+        a, c, _, _ = _weighted_sums(X2, sig2, wts, noise_var(W, H), g, False)
+        num = a.transpose(-1, -2) @ H
+        den = c.transpose(-1, -2) @ H
+        W = (W * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
+    if "H" in update:
+        a, c, _, _ = _weighted_sums(X2, sig2, wts, noise_var(W, H), g, False)
+        new = (H * torch.sqrt((a @ W) / (c @ W).clamp_min(EPS))).clamp_min(EPS)
+        H = torch.where(live[..., None], new, H)
+    if "g" in update:
+        _, _, gn, gd = _weighted_sums(X2, sig2, wts, noise_var(W, H), g, True)
+        new = (g * torch.sqrt(gn.sum(-1) / gd.sum(-1).clamp_min(EPS))).clamp_min(EPS)
+        g = torch.where(live, new, g)
     return W, H, g
 
 
 def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[int], W: torch.Tensor, H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """``L_t(k) = mean_r -sum_f (log Vx_{k,r} + X2 / Vx_{k,r})`` (the ``-F log pi`` constant
     dropped) for the samples of each component, stacked ``[B, T, K]``."""
-    Vx = g[None, ..., None] * sig2 + noise_var(W, H)[None]
-    ll = -(Vx.log() + X2[None] / Vx).sum(-1)  # [P, B, T]
+    WH = noise_var(W, H)
     out, i = [], 0
     for n in n_per_comp:
-        out.append(ll[i:i + n].mean(0))
+        acc = X2.new_zeros(X2.shape[:2])
+        for p in range(i, i + n):
+            Vx = (g[..., None] * sig2[p] + WH).clamp_min(EPS)
+            acc = acc - (Vx.log() + X2 / Vx).sum(-1)
+        out.append(acc / n)
         i += n
     return torch.stack(out, dim=-1)
 
@@ -354,14 +330,16 @@ def particle_weights(post: torch.Tensor, n_per_comp: Sequence[int]) -> torch.Ten
 # E-steps on each component's tempered posterior
 # ----------------------------------------------------------------------------------------
 def _neg_log_target(
-    comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, mask: torch.Tensor
+    comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, mask: torch.Tensor,
+    prior_weight: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``U(z) = r_t sum_f (log Vx + X2/Vx) + 1/2 sum_l (z - mu)^2 / var`` per frame ``[..., B, T]``
-    and the speech variance ``sig2 [..., B, T, F]``."""
+    """``U(z) = r_t sum_f (log Vx + X2/Vx) + prior_weight sum_l (z - mu)^2 / var`` per frame
+    ``[..., B, T]`` (``prior_weight = 1/2``: the exact negative log posterior) and the speech
+    variance ``sig2 [..., B, T, F]``."""
     sig2 = torch.exp(comp.decode(z))
-    Vx = g[..., None] * sig2 + WH
+    Vx = (g[..., None] * sig2 + WH).clamp_min(EPS)
     lik = (Vx.log() + X2 / Vx).sum(-1)
-    pri = 0.5 * ((z - comp.prior_mu) ** 2 * torch.exp(-comp.prior_logvar)).sum(-1)
+    pri = prior_weight * ((z - comp.prior_mu) ** 2 * torch.exp(-comp.prior_logvar)).sum(-1)
     return (resp * lik + pri) * mask, sig2
 
 
@@ -371,7 +349,7 @@ class EStepResult:
 
     sig2: torch.Tensor  # [R, B, T, F]
     z: torch.Tensor  # [C, B, T, L] chain state to warm-start the next E-step
-    acceptance: float = float("nan")
+    acceptance: Optional[torch.Tensor] = None  # [B] MH acceptance rate over the real frames
 
 
 def mh_estep(
@@ -383,7 +361,8 @@ def mh_estep(
     C, L = z.shape[0], z.shape[-1]
     with torch.no_grad():
         U, sig2 = _neg_log_target(comp, z, resp, X2, WH, g, mask)
-        kept, acc, n_real = [], 0.0, float(mask.sum()) * C
+        kept = []
+        n_acc = torch.zeros_like(U)
         std = math.sqrt(proposal_var)
         for step in range(n_steps):
             zp = z + std * rnd.randn((C,), (L,))
@@ -393,29 +372,33 @@ def mh_estep(
             z = torch.where(accept[..., None], zp, z)
             sig2 = torch.where(accept[..., None], sig2p, sig2)
             U = torch.where(accept, Up, U)
-            acc += float(accept.sum())
+            n_acc += accept.to(n_acc.dtype)
             if step >= burn_in:
                 kept.append(sig2)
-        return EStepResult(torch.cat(kept, 0), z, acc / max(n_real * n_steps, 1.0))
+        n_real = (mask.sum(-1) * C * n_steps).to(U.dtype)
+        rate = n_acc.sum((0, 2)) / n_real.clamp_min(1)
+        return EStepResult(torch.cat(kept, 0), z, torch.where(n_real > 0, rate, torch.full_like(rate, float("nan"))))
 
 
 def langevin_estep(
     comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
-    mask: torch.Tensor, rnd: UttRandom, n_steps: int, lr: float, grad_clip: float = 0.0,
+    mask: torch.Tensor, rnd: UttRandom, n_steps: int, lr: float, prior_weight: float = 0.5, tv: float = 0.0,
 ) -> EStepResult:
-    """Unadjusted Langevin ``z <- z - lr grad U + sqrt(2 lr) xi`` on ``C`` parallel chains; the
-    chains' final states are the samples (as in the published LDEM)."""
+    """Unadjusted Langevin ``z <- z - lr grad U + sqrt(2 lr) xi`` on ``C`` parallel chains (plus
+    the optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM); the chains' final states
+    are the samples (as in the published LDEM)."""
     C, L = z.shape[0], z.shape[-1]
     std = math.sqrt(2.0 * lr)
+    pair = (mask[:, 1:] & mask[:, :-1]).to(X2.dtype)
     z = z.detach()
     for _ in range(n_steps):
         with torch.enable_grad():
             zz = z.clone().requires_grad_(True)
-            U, _ = _neg_log_target(comp, zz, resp, X2, WH, g, mask)
-            (grad,) = torch.autograd.grad(U.sum(), zz)
-        if grad_clip > 0:
-            nrm = grad.norm(dim=-1, keepdim=True)
-            grad = grad * (grad_clip / nrm.clamp_min(grad_clip))
+            U, _ = _neg_log_target(comp, zz, resp, X2, WH, g, mask, prior_weight)
+            U = U.sum()
+            if tv > 0 and zz.shape[-2] > 1:
+                U = U + tv * ((zz[..., 1:, :] - zz[..., :-1, :]).abs().sum(-1) * pair).sum()
+            (grad,) = torch.autograd.grad(U, zz)
         z = torch.where(mask[..., None], z - lr * grad + std * rnd.randn((C,), (L,)), z).detach()
     with torch.no_grad():
         sig2 = torch.exp(comp.decode(z))
@@ -434,29 +417,22 @@ class SwitchEMResult:
     W: torch.Tensor
     H: torch.Tensor
     g: torch.Tensor
-    cost: torch.Tensor  # [B, n_iter] expected IS cost per real TF bin after each M-step
-    free_energy: torch.Tensor  # [B, n_iter] -log Z(q(m)) per real TF bin with the iteration's samples
-    acceptance: torch.Tensor  # [n_iter] (MCEM; NaN for Langevin)
+    cost: torch.Tensor  # [B, n_iter] expected IS cost per real TF bin after each M-step (NaN after a stop)
+    free_energy: torch.Tensor  # [B, n_iter] -log Z(q(m)) per real TF bin with the iteration's samples (before the M-step)
+    acceptance: torch.Tensor  # [B, n_iter] MH acceptance rate (NaN for Langevin / after a stop)
+    final_acceptance: torch.Tensor  # [B]
     switch_log_init: torch.Tensor  # [B, 2]
     switch_log_trans: Optional[torch.Tensor]  # [B, 2, 2] (markov)
     component_weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
-def init_nmf(seeds: Sequence[int], lengths: Sequence[int], n_freq: int, rank: int, device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W ~ U(0,1) [B, F, K]`` and ``H ~ U(0,1) [B, T, K]`` from per-utterance seeds (padding:
-    ones), clipped to a tiny floor as published."""
-    T = max(lengths)
-    Ws, Hs = [], []
-    for s, n in zip(seeds, lengths):
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(int(derive_seed(int(s), "nmf-init")))
-        Ws.append(torch.rand(n_freq, rank, generator=gen, dtype=torch.float64))
-        h = torch.ones(T, rank, dtype=torch.float64)
-        h[:n] = torch.rand(n, rank, generator=gen, dtype=torch.float64)
-        Hs.append(h)
-    W = torch.stack(Ws).to(device=device, dtype=dtype).clamp_min(_TINY)
-    H = torch.stack(Hs).to(device=device, dtype=dtype).clamp_min(_TINY)
-    return W, H
+def _sampler_of(estep: Any) -> str:
+    """"mh" or "langevin" from the config's fields (MH configs have ``proposal_var``)."""
+    if hasattr(estep, "proposal_var"):
+        return "mh"
+    if hasattr(estep, "lr"):
+        return "langevin"
+    raise TypeError(f"cannot tell the E-step kind of {type(estep).__name__} (needs proposal_var or lr)")
 
 
 def run_switching_em(
@@ -464,20 +440,22 @@ def run_switching_em(
     mask: torch.Tensor,
     components: Sequence[Component],
     switch: SwitchConfig,
-    estep: SwitchMCEMConfig | SwitchLDEMConfig,
+    estep: Any,
     seeds: Sequence[int],
-    nmf_rank: int = 10,
-    W0: Optional[torch.Tensor] = None,
-    H0: Optional[torch.Tensor] = None,
-    update_gain: bool = True,
+    W0: torch.Tensor,
+    H0: torch.Tensor,
     progress: bool = False,
 ) -> SwitchEMResult:
     """Variational EM with a switch between ``components`` (index 0 = audio-only, 1 = audio-visual).
 
-    ``X2 [B, T, F]`` noisy power, ``mask [B, T]`` (real frames first), ``seeds`` one per
-    utterance (use :func:`benchmark.seeding.derive_seed` of the utterance id). ``estep`` picks the
-    sampler: :class:`SwitchMCEMConfig` (MH) or :class:`SwitchLDEMConfig` (Langevin).
-    See ``docs/switching_em.md`` for the derivation.
+    ``X2 [B, T, F]`` noisy power, ``mask [B, T]`` (real frames first), ``seeds`` one per utterance
+    (e.g. :func:`benchmark.seeding.derive_seed` of the item id), ``W0 [B, F, K]``/``H0 [B, T, K]``
+    the NMF start (:func:`models.enhancement.nmf.init_nmf`). ``estep`` is the config of the
+    ``mcem`` algorithm (:class:`models.enhancement.mcem.MCEMConfig`: ``proposal_var, n_steps,
+    burn_in, final_steps, final_burn_in``, optional ``n_chains``) or of ``ldem``
+    (:class:`models.enhancement.ldem.LDEMConfig`: ``n_chains, lr, n_steps, eta, tv,
+    prior_weight``); both give ``n_iter``, ``tol`` (per-utterance stop on ``|delta cost|``, None:
+    never) and ``update`` (which of W, H, g the M-step updates). See ``docs/switching_em.md``.
     """
     if len(components) != 2:
         raise ValueError(f"run_switching_em: expected 2 components (audio, audio-visual), got {len(components)}")
@@ -489,76 +467,102 @@ def run_switching_em(
         raise ValueError("run_switching_em: an utterance in the batch has no real frame")
     if not all(bool(mask[b, :n].all()) for b, n in enumerate(lengths)):
         raise ValueError("run_switching_em: the frame mask must have real frames first, then padding")
+    sampler = _sampler_of(estep)
+    n_iter = int(estep.n_iter)
+    tol = getattr(estep, "tol", None)
+    update = getattr(estep, "update", "WHg")
+    C = int(getattr(estep, "n_chains", 1))
     B, T, F = X2.shape
     dev, dt = X2.device, X2.dtype
     X2 = X2 * mask[..., None]
-    rnd = UttRandom([derive_seed(int(s), "switching-em") for s in seeds], lengths, dev, dt)
-    if W0 is None or H0 is None:
-        W, H = init_nmf(seeds, lengths, F, nmf_rank, dev, dt)
-    else:
-        W, H = W0.clone(), H0.clone()
+    rnd = UttRandom(seeds, lengths, dev, dt)
+    W, H = W0.to(dev, dt).clone(), H0.to(dev, dt).clone()
     g = torch.ones(B, T, device=dev, dtype=dt)
     sp = SwitchParams.from_config(switch, B, dev, dt)
     n_bins = (mask.sum(-1) * F).to(dt)
 
-    is_mh = isinstance(estep, SwitchMCEMConfig)
-    C = estep.n_chains
-    # chain states per component
+    eta = float(getattr(estep, "eta", 0.0)) if sampler == "langevin" else 0.0
     zs = []
     for comp in components:
         z0 = comp.z_init.to(dev, dt).expand(C, *comp.z_init.shape).clone()
-        if not is_mh and estep.init_var > 0:
-            z0 = z0 + math.sqrt(estep.init_var) * rnd.randn((C,), (z0.shape[-1],))
+        if eta > 0:
+            z0 = z0 + math.sqrt(eta) * rnd.randn((C,), (z0.shape[-1],))
         zs.append(z0)
-    # start: q(m) = prior marginals
+    # start: q(m) = the prior marginals
     post = torch.exp(sp.log_init)[:, None, :].expand(B, T, 2) * mask[..., None]
+    active = torch.ones(B, dtype=torch.bool, device=dev)
+    nan = torch.full((B,), float("nan"), device=dev, dtype=dt)
     costs, fes, accs = [], [], []
+    prev_cost: Optional[torch.Tensor] = None
 
-    def run_estep(final: bool) -> tuple[torch.Tensor, list[int], float]:
+    def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+        """E-step ``it`` (-1: the final estimate) of both components on the frames ``fmask``."""
         WH = noise_var(W, H)
+        final = it < 0
         sig_all, n_per, acc = [], [], []
         for k, comp in enumerate(components):
             resp = post[..., k]
-            if is_mh:
+            if sampler == "mh":
                 steps = estep.final_steps if final else estep.n_steps
                 burn = estep.final_burn_in if final else estep.burn_in
-                r = mh_estep(comp, zs[k], resp, X2, WH, g, mask, rnd, steps, burn, estep.proposal_var)
+                r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, estep.proposal_var)
                 acc.append(r.acceptance)
+            elif final:  # Langevin: the chains' current states, as published
+                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k])
             else:
-                steps = estep.final_steps if final else estep.n_steps
-                r = langevin_estep(comp, zs[k], resp, X2, WH, g, mask, rnd, steps, estep.lr, estep.grad_clip)
+                z = zs[k]
+                if it > 0 and eta > 0:  # the published extra kick before every later E-step (trap T6)
+                    z = torch.where(fmask[..., None], z + math.sqrt(eta) * rnd.randn((C,), (z.shape[-1],)), z)
+                r = langevin_estep(comp, z, resp, X2, WH, g, fmask, rnd, estep.n_steps, estep.lr,
+                                   float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)))
             zs[k] = r.z
-            if not is_mh and not final and estep.kick_var > 0:
-                zs[k] = zs[k] + math.sqrt(estep.kick_var) * rnd.randn((C,), (zs[k].shape[-1],))
             sig_all.append(r.sig2)
             n_per.append(r.sig2.shape[0])
-        return torch.cat(sig_all, 0), n_per, (sum(acc) / len(acc) if acc else float("nan"))
+        rate = torch.stack(acc).mean(0) if acc else nan.clone()
+        return torch.cat(sig_all, 0), n_per, rate
 
-    iters = range(estep.n_iter)
+    iters: Any = range(n_iter)
     if progress:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
-        iters = tqdm(iters, desc=f"switching EM ({switch.kind}, {'mcem' if is_mh else 'ldem'})", leave=False)
+        iters = tqdm(iters, desc=f"switching EM ({switch.kind}, {sampler})", leave=False)
     with torch.no_grad():
-        for _ in iters:
-            sig2, n_per, acc = run_estep(final=False)
-            # E-step for the switch with the new samples
-            post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
-            fes.append(-log_z / n_bins)
-            # M-step
-            wts = particle_weights(post, n_per)
-            W, H, g = update_nmf_gain(X2, sig2, wts, W, H, g, mask, update_gain=update_gain)
+        for it in iters:
+            fmask = mask & active[:, None]
+            sig2, n_per, acc = run_estep(it, fmask)
+            # E-step of the switch with the new samples (stopped utterances keep theirs)
+            new_post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
+            post = torch.where(active[:, None, None], new_post, post)
+            fes.append(torch.where(active, -log_z / n_bins, nan))
+            # M-step (zero weights freeze the stopped utterances' H and g; W is restored below)
+            wts = particle_weights(post, n_per) * active[None, :, None]
+            W_new, H, g = update_nmf_gain(X2, sig2, wts, W, H, g, mask, update=update)
+            W = torch.where(active[:, None, None], W_new, W)
             if switch.learn:
+                old = (sp.log_init.clone(), None if sp.log_trans is None else sp.log_trans.clone())
                 sp.update(post, pair, mask)
-            costs.append(expected_cost(X2, sig2, wts, W, H, g) / n_bins)
-            accs.append(acc)
-        # final estimate
-        sig2, n_per, _ = run_estep(final=True)
+                sp.log_init = torch.where(active[:, None], sp.log_init, old[0])
+                if old[1] is not None:
+                    sp.log_trans = torch.where(active[:, None, None], sp.log_trans, old[1])
+            c = expected_cost(X2, sig2, particle_weights(post, n_per), W, H, g) / n_bins
+            costs.append(torch.where(active, c, nan))
+            accs.append(torch.where(active, acc, nan))
+            if tol is not None:
+                if prev_cost is not None:
+                    active = active & ((c - prev_cost).abs() >= tol)
+                prev_cost = c
+                if not bool(active.any()):
+                    break
+        # final estimate: fresh (longer) chains for every utterance, then q(m), then the filter
+        sig2, n_per, final_acc = run_estep(-1, mask)
         post, pair, _ = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
         wts = particle_weights(post, n_per)
-        Vs = g[None, ..., None] * sig2
-        gain = (wts[..., None] * Vs / (Vs + noise_var(W, H)[None])).sum(0) * mask[..., None]
-    comp_w = {}
+        WH = noise_var(W, H)
+        gain = torch.zeros_like(X2)
+        for p in range(sig2.shape[0]):
+            gv = g[..., None] * sig2[p]
+            gain += wts[p][..., None] * gv / (gv + WH).clamp_min(EPS)
+    comp_w: dict[str, dict[str, torch.Tensor]] = {}
     for comp in components:
         try:
             lw = comp.last_weights()
@@ -567,22 +571,112 @@ def run_switching_em(
         if lw:
             comp_w[comp.name] = {k: v.detach() for k, v in lw.items()}
     return SwitchEMResult(
-        wiener_gain=gain, switch_post=post, W=W, H=H, g=g,
-        cost=torch.stack(costs, -1), free_energy=torch.stack(fes, -1),
-        acceptance=torch.tensor(accs, dtype=torch.float64),
-        switch_log_init=sp.log_init, switch_log_trans=sp.log_trans, component_weights=comp_w,
+        wiener_gain=gain * mask[..., None], switch_post=post, W=W, H=H, g=g,
+        cost=torch.stack(costs, -1), free_energy=torch.stack(fes, -1), acceptance=torch.stack(accs, -1),
+        final_acceptance=final_acc, switch_log_init=sp.log_init, switch_log_trans=sp.log_trans,
+        component_weights=comp_w,
     )
 
 
-SWITCH_ESTEPS.register("mcem", SwitchMCEMConfig, doc="Monte Carlo EM: random-walk MH on each component's tempered posterior")
-SWITCH_ESTEPS.register("ldem", SwitchLDEMConfig, doc="Langevin EM: unadjusted Langevin chains on each component's tempered posterior")
+SWITCH_ESTEPS.register("mcem", "mh", doc="Monte Carlo EM: random-walk MH on each component's tempered posterior")
+SWITCH_ESTEPS.register("ldem", "langevin", doc="Langevin EM: unadjusted Langevin chains on each component's tempered posterior")
 
 
-def estep_config(algorithm: str, params: dict[str, Any] | None = None) -> SwitchMCEMConfig | SwitchLDEMConfig:
-    """The E-step config for a spec algorithm name (``mcem``/``ldem``) and its params."""
+def estep_config(algorithm: str, params: dict[str, Any] | None = None) -> Any:
+    """The config of the spec algorithm ``algorithm`` (``mcem``/``ldem``: the algorithm's own
+    config class, so ``enhance.algorithm_params`` apply unchanged) built from ``params``."""
     if algorithm not in SWITCH_ESTEPS:
         raise KeyError(
             f"algorithm {algorithm!r} has no switching E-step for the mixture/switching VAEs; "
             f"known: {', '.join(SWITCH_ESTEPS.names())}"
         )
-    return _config_from_params(SWITCH_ESTEPS.get(algorithm), params, f"switching E-step {algorithm!r}")
+    from models.enhancement.registry import ALGORITHMS
+
+    cls = ALGORITHMS.get(algorithm).config_cls
+    return _config_from_params(cls, params, f"algorithm {algorithm!r} (switching E-step)")
+
+
+# ----------------------------------------------------------------------------------------
+# the batch entry point used by the composite models' custom_enhance
+# ----------------------------------------------------------------------------------------
+def _reduce_weights(w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    if w is None:
+        return None
+    w = w.detach()
+    while w.dim() > 3:
+        w = w.mean(0)
+    return w
+
+
+def enhance_batch(
+    model: Any,
+    batch: Any,
+    algorithm: str,
+    config: Any = None,
+    *,
+    rank: int = 10,
+    seed: int = 0,
+    stft_cfg: Any = None,
+    progress: bool = False,
+    **_ignored: Any,
+) -> list:
+    """Enhance a :class:`models.enhancement.batch.Batch` with a composite model (``model.audio_model``,
+    ``model.av_model``, ``model.switch_config()``) and the switching EM of ``algorithm``.
+
+    ``config``: the algorithm's config object (``MCEMConfig``/``LDEMConfig``), a params mapping,
+    or None for the published defaults. Returns one :class:`models.enhancement.em.ItemResult` per
+    utterance with traces ``cost``, ``free_energy``, ``n_iter``, ``frame_rate``, ``gain_g``,
+    ``acceptance``/``final_acceptance`` (MCEM), ``weights_decoder`` = ``switch_posterior``
+    ``[T, 2]`` (column 1 = P(m_t = AV), the visual reliability weight) and, when the AV
+    component has fusion weights, ``av_component_weights_decoder``.
+    """
+    import numpy as np
+
+    from models.enhancement.em import ItemResult
+    from models.enhancement.nmf import init_nmf
+    from models.spectral import STFTConfig, istft
+
+    stft_cfg = stft_cfg or STFTConfig()
+    if config is None or isinstance(config, dict):
+        config = estep_config(algorithm, config)
+    elif algorithm not in SWITCH_ESTEPS:
+        raise KeyError(f"algorithm {algorithm!r} has no switching E-step; known: {', '.join(SWITCH_ESTEPS.names())}")
+    P, mask = batch.power, batch.mask
+    if batch.lips is None:
+        raise ValueError(f"{model.name}: the audio-visual component needs lip frames (items {batch.item_ids})")
+    comps = [
+        component_from_model(model.audio_model, P, None, mask, "audio"),
+        component_from_model(model.av_model, P, batch.lips, mask, "visual"),
+    ]
+    st = init_nmf(batch.item_ids, batch.n_frames, P.shape[-1], rank, seed=seed, device=P.device, dtype=P.dtype)
+    seeds = [derive_seed(seed, iid, model.name, algorithm) for iid in batch.item_ids]
+    res = run_switching_em(P, mask, comps, model.switch_config(), config, seeds, st.W, st.H, progress=progress)
+    av_w = _reduce_weights(res.component_weights.get("visual", {}).get("decoder"))
+    S = res.wiener_gain.to(batch.X.dtype) * batch.X
+    out = []
+    for b, item in enumerate(batch.items):
+        tb = item.n_frames
+        y = istft(S[b, :tb].cpu(), item.n_samples, stft_cfg).numpy().astype(np.float64) * item.scale
+        costs = res.cost[b]
+        nd = int(torch.isfinite(costs).sum())
+        f32 = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+        post = f32(res.switch_post[b, :tb])
+        tr: dict[str, Any] = {
+            "cost": f32(costs[:nd]),
+            "free_energy": f32(res.free_energy[b, :nd]),
+            "frame_rate": np.float32(stft_cfg.frame_rate),
+            "n_iter": np.int32(nd),
+            "gain_g": f32(res.g[b, :tb]),
+            "weights_decoder": post,
+            "switch_posterior": post,
+            "switch_prior_av": np.float32(float(torch.exp(res.switch_log_init[b, VISUAL]))),
+        }
+        if not bool(torch.isnan(res.acceptance[b]).all()):
+            tr["acceptance"] = f32(res.acceptance[b, :nd])
+            tr["final_acceptance"] = np.float32(float(res.final_acceptance[b]))
+        if res.switch_log_trans is not None:
+            tr["switch_transition"] = f32(torch.exp(res.switch_log_trans[b]))
+        if av_w is not None:
+            tr["av_component_weights_decoder"] = f32(av_w[b, :tb])
+        out.append(ItemResult(item.item_id, y.astype(np.float32), tr))
+    return out
