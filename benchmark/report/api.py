@@ -1,0 +1,368 @@
+"""``write_report(run_dir, out_dir, spec=None)``: everything the report stage writes.
+
+``out_dir`` receives ``index.html`` (self-contained), ``summary.md``, ``tables/`` (Markdown,
+LaTeX booktabs, CSV) and ``figures/`` (PNG + PDF).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from benchmark.report import diagnostics as diag
+from benchmark.report import plots
+from benchmark.report.html import HtmlReport, frame_table_html, paper_table_html
+from benchmark.report.runfolder import RunData, load_run, resolve
+from benchmark.report.stats import DEFAULT_REFERENCES, paired_tests, summarize_many
+from benchmark.report.style import metric_label, metric_short, report_palette, system_order
+from benchmark.report.tables import efficiency_table, paper_table, write_frame
+from benchmark.spec import ReportSpec
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("si_sdr", "pesq_wb", "pesq_nb", "pesq", "stoi", "estoi", "sdr")
+
+
+def _report_spec(spec: Any, rd: RunData) -> ReportSpec:
+    if isinstance(spec, ReportSpec):
+        return spec
+    if spec is not None and isinstance(getattr(spec, "report", None), ReportSpec):
+        return spec.report
+    raw = (rd.info.get("spec") or {}).get("report") if isinstance(rd.info.get("spec"), dict) else None
+    if isinstance(raw, dict):
+        from benchmark.configtools import from_dict
+
+        try:
+            return from_dict(ReportSpec, raw, source=str(rd.run_dir / "run.json"), prefix="report")
+        except Exception as exc:  # an older run.json: defaults, and say so
+            log.warning("run.json report settings not usable (%s); using defaults", exc)
+    return ReportSpec()
+
+
+@dataclass
+class _Ctx:
+    rd: RunData
+    spec: ReportSpec
+    out: Path
+    order: list[str]
+    pal: dict[str, str]
+    df: pd.DataFrame
+
+    @property
+    def tables(self) -> Path:
+        return self.out / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.out / "figures"
+
+
+def _pick_examples(ctx: _Ctx, frames: pd.DataFrame) -> list[str]:
+    """Item ids for the example figures: corrupted video at the strongest severity and the SNR
+    nearest 0 dB where weights exist, one per utterance, in a stable order."""
+    n = ctx.spec.n_examples
+    if n <= 0:
+        return []
+    df = ctx.df
+    cand = df.drop_duplicates("item_id").copy()
+    if frames is not None and not frames.empty:
+        with_w = set(frames["item_id"])
+        cand = cand[cand["item_id"].isin(with_w)]
+    if cand.empty:
+        cand = df.drop_duplicates("item_id").copy()
+    sev = pd.to_numeric(cand.get("severity", pd.Series(0, index=cand.index)), errors="coerce").fillna(0)
+    snr = pd.to_numeric(cand.get("snr_db", pd.Series(0, index=cand.index)), errors="coerce").fillna(0)
+    cand = cand.assign(_sev=-sev, _snr=(snr - 0).abs()).sort_values(["_sev", "_snr", "item_id"])
+    picked, seen = [], set()
+    for r in cand.itertuples(index=False):
+        if r.utt_id in seen:
+            continue
+        picked.append(r.item_id)
+        seen.add(r.utt_id)
+        if len(picked) >= n:
+            break
+    return picked
+
+
+def _read_wav(p: Optional[Path]) -> Optional[np.ndarray]:
+    if p is None or not p.exists():
+        return None
+    import soundfile as sf
+
+    try:
+        x, _ = sf.read(str(p), dtype="float32", always_2d=False)
+        return x if x.ndim == 1 else x.mean(axis=1)
+    except Exception as exc:
+        log.warning("%s: unreadable audio (%s); left out of the examples", p, exc)
+        return None
+
+
+def _example(ctx: _Ctx, item: str, frames: pd.DataFrame, h: HtmlReport, figs: list[Path]) -> None:
+    rows = ctx.df[ctx.df["item_id"] == item]
+    r0 = rows.iloc[0]
+    run = ctx.rd.run_dir
+    clean = _read_wav(resolve(run, r0.get("clean_path")))
+    noisy = _read_wav(resolve(run, r0.get("mixture_path")))
+    enh = {}
+    for s in ctx.order:
+        sr_ = rows[rows["system"] == s]
+        if not sr_.empty:
+            x = _read_wav(resolve(run, sr_.iloc[0].get("enhanced_path")))
+            if x is not None:
+                enh[s] = x
+    desc = f"{r0['utt_id']} · noise {r0.get('noise', '?')} at {r0.get('snr_db', '?')} dB · video: {r0.get('corruption', '?')}" + (
+        f"@{r0.get('severity')}" if str(r0.get("corruption")) != "none" else "")
+    h.heading(desc)
+    safe = item.replace("/", "__")
+    # weight traces over lips + spectrogram
+    traces = {}
+    if frames is not None and not frames.empty:
+        f = frames[frames["item_id"] == item]
+        for s in ctx.order:
+            g = f[f["system"] == s]
+            if not g.empty:
+                fr = 1.0 / float(np.median(np.diff(g["time_s"]))) if len(g) > 1 else 62.5
+                traces[s] = (g["visual_weight"].to_numpy(), g["corruption_level"].to_numpy(), fr)
+    if traces and noisy is not None:
+        lips = lipc = None
+        lp, cp = resolve(run, r0.get("lips_path")), resolve(run, r0.get("corruption_path"))
+        try:
+            lips = np.load(lp) if lp is not None and lp.exists() else None
+            lipc = np.load(cp) if cp is not None and cp.exists() else None
+        except Exception as exc:
+            log.warning("%s: lips unreadable (%s)", lp, exc)
+        fps = float(r0.get("fps")) if pd.notna(r0.get("fps", np.nan)) else 25.0
+        out = plots.weight_trace_example(lips, lipc, fps, noisy, traces, f"Visual weights over time: {desc}", ctx.pal,
+                                         ctx.figures / f"weights_example_{safe}")
+        if out:
+            figs += out
+            h.figure(out[0], "Visual weight of every system that has weights, over the lip frames and the noisy "
+                             "spectrogram; red = corrupted video frames.")
+    panels = {}
+    if clean is not None:
+        panels["clean"] = clean
+    if noisy is not None:
+        panels["noisy"] = noisy
+    panels.update(enh)
+    if len(panels) > 1:
+        out = plots.spectrogram_panels(panels, f"Spectrograms: {desc}", ctx.pal, ctx.figures / f"spectrograms_{safe}")
+        if out:
+            figs += out
+            h.figure(out[0], "Clean, noisy and enhanced spectrograms (same colour scale).")
+    clips = ([("clean", clean)] if clean is not None else []) + ([("noisy", noisy)] if noisy is not None else []) + list(enh.items())
+    if clips:
+        h.audio_grid(clips)
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: Any = None, *,
+                 progress: bool = True) -> Path:
+    """Write the report of a finished run folder; return the path of ``index.html``.
+
+    ``spec`` may be an :class:`~benchmark.spec.ExperimentSpec`, a :class:`ReportSpec` or None
+    (then ``run.json``'s report settings, else defaults). ``out_dir`` defaults to
+    ``reports/<run folder name>``.
+    """
+    t0 = time.time()
+    rd = load_run(run_dir)
+    rs = _report_spec(spec, rd)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / rd.run_dir.name
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    df = rd.results
+    order = system_order(df)
+    ctx = _Ctx(rd, rs, out, order, report_palette(df), df)
+    kw = dict(n_boot=rs.bootstrap, ci=rs.ci, seed=rs.seed)
+    metrics = [m for m in HEADLINE if m in rd.metrics] + [m for m in rd.metrics if m not in HEADLINE]
+    if not metrics:
+        log.warning("%s: no metric columns found (expected e.g. si_sdr with input_si_sdr)", rd.run_dir)
+    steps = tqdm(total=6, desc="report", disable=not progress, leave=False)
+
+    # ---- statistics and tables -------------------------------------------------------------
+    tables: dict[str, Any] = {}
+    written: list[Path] = []
+    for m in metrics:
+        t = paper_table(df, m, systems=order, **kw)
+        tables[m] = t
+        written += t.write(ctx.tables / m)
+        if "noise" in df and df["noise"].nunique() > 1:
+            for nz in sorted(df["noise"].dropna().unique()):
+                tn = paper_table(df[df["noise"] == nz], m, systems=order, title=f"{metric_label(m)} by SNR, noise: {nz}", **kw)
+                tables[f"{m}@{nz}"] = tn
+                written += tn.write(ctx.tables / f"{m}_noise-{nz}")
+    for m in [f"delta_{x}" for x in metrics if f"delta_{x}" in df]:
+        t = paper_table(df, m, systems=order, **kw)
+        tables[m] = t
+        written += t.write(ctx.tables / m)
+    by = [c for c in ("system", "model_id", "fusion", "algorithm", "noise", "snr_db", "corruption", "severity") if c in df]
+    cols = metrics + [f"delta_{m}" for m in metrics if f"delta_{m}" in df]
+    summ = summarize_many(df.assign(**{c: df[c].fillna("") for c in ("fusion",) if c in df}), cols, by, **kw)
+    summ.to_csv(ctx.tables / "summary_stats.csv", index=False)
+    tests = pd.concat([paired_tests(df, m, references=DEFAULT_REFERENCES, **kw) for m in cols], ignore_index=True) if cols else pd.DataFrame()
+    if not tests.empty:
+        tests.to_csv(ctx.tables / "paired_tests.csv", index=False)
+    steps.update()
+
+    # ---- reliability diagnostics -------------------------------------------------------------
+    frames = diag.frame_table(df, rd.run_dir, progress=progress)
+    rel = diag.reliability_table(df, frames, systems=order, **kw)
+    rel_show = pd.DataFrame()
+    if not rel.empty:
+        rel_show = rel.copy()
+        has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"])
+        rel_show = rel_show[rel_show["system"].isin(has_model)].reset_index(drop=True)
+        write_frame(rel_show, ctx.tables / "reliability", title="Reliability-weight diagnostics")
+    steps.update()
+
+    # ---- efficiency ------------------------------------------------------------------------
+    qual = "delta_si_sdr" if "delta_si_sdr" in df else (f"delta_{metrics[0]}" if metrics else None)
+    eff = efficiency_table(df, quality_metric=qual or "", systems=order)
+    write_frame(eff, ctx.tables / "efficiency", title="Efficiency", floatfmt=".4g")
+    steps.update()
+
+    # ---- reference comparison ----------------------------------------------------------------
+    refs: list = []
+    if rs.reference:
+        from benchmark.report.reference import comparison_tables, load_reference
+
+        spec_d = rd.info.get("spec") if isinstance(rd.info.get("spec"), dict) else {}
+        corpus = str((spec_d.get("corpus") or {}).get("name", "?"))
+        refs = comparison_tables(load_reference(rs.reference), df, corpus_name=corpus, synthetic=rd.synthetic_corpus)
+        for i, (title, tab, note) in enumerate(refs):
+            write_frame(tab, ctx.tables / f"reference_comparison_{i + 1}", title=title, floatfmt=".2f")
+            (ctx.tables / f"reference_comparison_{i + 1}.note.txt").write_text(note + "\n")
+
+    # ---- figures -----------------------------------------------------------------------------
+    figs: dict[str, list[Path]] = {}
+    pk = dict(n_boot=max(200, rs.bootstrap // 2), ci=rs.ci, seed=rs.seed)
+    for m in metrics:
+        figs[f"snr_{m}"] = plots.metric_vs_snr(df, m, ctx.pal, order, ctx.figures / f"{m}_vs_snr", **pk)
+        if f"delta_{m}" in df:
+            figs[f"snr_delta_{m}"] = plots.metric_vs_snr(df, f"delta_{m}", ctx.pal, order, ctx.figures / f"delta_{m}_vs_snr", **pk)
+    main_delta = qual
+    if main_delta and "noise" in df and df["noise"].nunique() > 1:
+        figs["noise_facets"] = plots.metric_vs_snr(df, main_delta, ctx.pal, order, ctx.figures / f"{main_delta}_by_noise", facet="noise", **pk)
+    if main_delta:
+        figs["robustness"] = plots.robustness_curves(df, main_delta, ctx.pal, order, ctx.figures / f"robustness_{main_delta}", **pk)
+    if "stoi" in df:
+        figs["robustness_stoi"] = plots.robustness_curves(df, "stoi", ctx.pal, order, ctx.figures / "robustness_stoi", **pk)
+    steps.update()
+    sample = diag.sample_frames(frames, 4000, ["system", "snr_db", "corruption_level"], seed=rs.seed) if not frames.empty else frames
+    figs["weight_dist"] = plots.weight_distributions(sample, ctx.pal, order, ctx.figures / "visual_weight_distributions")
+    figs["research"] = plots.research_question(rel_show, ctx.pal, order, ctx.figures / "reliability_vs_robustness")
+    if qual:
+        figs["compute"] = plots.quality_vs_compute(eff, ctx.pal, order, ctx.figures / "quality_vs_compute", quality=qual)
+    steps.update()
+
+    # ---- HTML --------------------------------------------------------------------------------
+    h = HtmlReport(f"avfusion-bench report: {rd.name}")
+    n_utt = df["utt_id"].nunique()
+    n_fail = int((df.get("status", pd.Series(dtype=str)).astype(str) == "failed").sum())
+    h.subtitle.append(f"{len(df)} result rows · {n_utt} utterances · {df['condition_id'].nunique()} conditions · "
+                      f"{len(order)} systems · {n_fail} failed rows")
+    h.subtitle.append(f"run folder {rd.run_dir} · generated {time.strftime('%Y-%m-%d %H:%M')}")
+    if rd.info.get("synthetic_fake_run"):
+        h.note("This run folder is a FAKE written by benchmark.report.synthetic_run for testing: the numbers are made "
+               "up and mean nothing.")
+    elif rd.synthetic_corpus:
+        h.note("Corpus: the built-in SYNTHETIC audio-visual corpus (offline TTS + rendered lips). Numbers are not "
+               "comparable with results on real corpora.")
+    headline = tables.get(metrics[0]) if metrics else None
+    h.section("Headline")
+    if headline is not None:
+        h.raw(paper_table_html(headline, ctx.pal))
+    for key in ("snr_delta_si_sdr", "research"):
+        if figs.get(key):
+            h.figure(figs[key][0], {"snr_delta_si_sdr": "SI-SDR improvement vs input SNR (bands: 95% bootstrap CI over utterances).",
+                                    "research": "Do reliability weights track corrupted video, and does it pay off? Left: "
+                                    "AUC of the visual weight separating clean from corrupted frames. Right: loss of "
+                                    "SI-SDR improvement from clean to fully corrupted video."}[key])
+    h.section("Quality tables")
+    for m in metrics:
+        h.heading(metric_short(m))
+        h.raw(paper_table_html(tables[m], ctx.pal))
+        if f"delta_{m}" in tables:
+            h.raw(paper_table_html(tables[f"delta_{m}"], ctx.pal))
+    per_noise = [k for k in tables if "@" in k]
+    if per_noise:
+        h.section("Per noise type")
+        for k in per_noise:
+            h.heading(tables[k].title)
+            h.raw(paper_table_html(tables[k], ctx.pal))
+    h.section("Plots")
+    for key, cap in (("noise_facets", "SI-SDR improvement vs SNR per noise type."),
+                     ("robustness", "Robustness curves: improvement vs visual-corruption severity, one panel per kind."),
+                     ("robustness_stoi", "STOI vs visual-corruption severity."),
+                     *[(f"snr_{m}", f"{metric_label(m)} vs input SNR.") for m in metrics],
+                     *[(f"snr_delta_{m}", f"{metric_label('delta_' + m)} vs input SNR.") for m in metrics[1:]]):
+        if figs.get(key):
+            h.figure(figs[key][0], cap)
+    h.section("Reliability weights")
+    if rel_show.empty:
+        h.para("No system of this run wrote visual-weight traces; nothing to diagnose.")
+    else:
+        h.para("Per system with a model: mean visual weight on clean / corrupted frames, ROC AUC of the weight "
+               "separating clean from corrupted frames (mean over utterance items with both, 95% CI; pooled over "
+               "frames), Spearman correlation of the item mean weight with SNR (clean video), and the drop of "
+               "SI-SDR improvement from clean to fully corrupted video. Systems without weights show only the drop.")
+        h.raw(frame_table_html(rel_show, palette=ctx.pal))
+    if figs.get("weight_dist"):
+        h.figure(figs["weight_dist"][0], "Distribution of per-frame visual weights by frame corruption and by SNR.")
+    if figs.get("compute") or not eff.empty:
+        h.section("Efficiency")
+        h.raw(frame_table_html(eff, floatfmt=".4g", palette=ctx.pal))
+        if figs.get("compute"):
+            h.figure(figs["compute"][0], "Quality vs compute.")
+    if refs:
+        h.section("Reference comparison")
+        for title, tab, note in refs:
+            h.heading(title)
+            h.note(note)
+            h.raw(frame_table_html(tab, floatfmt=".2f"))
+    examples = _pick_examples(ctx, frames)
+    if examples:
+        h.section("Examples")
+        for it in tqdm(examples, desc="examples", disable=not progress, leave=False):
+            ex_figs: list[Path] = []
+            _example(ctx, it, frames, h, ex_figs)
+            figs[f"example_{it}"] = ex_figs
+    if not tests.empty:
+        h.section("Paired tests")
+        h.para("Wilcoxon signed-rank tests (scipy) of each system against the references on the same utterances and "
+               "conditions, Holm-corrected per metric; effect sizes: mean difference with bootstrap CI and "
+               "matched-pairs rank-biserial correlation.", cls="muted")
+        show = tests[["metric", "system", "reference", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "rank_biserial"]]
+        h.raw(frame_table_html(show, formats={"p": ".2e", "p_holm": ".2e"}, palette=ctx.pal))
+    h.section("Run configuration and provenance")
+    prov = {k: rd.info.get(k) for k in ("name", "preset", "git_commit", "git_dirty", "versions", "device", "machine", "seeds") if k in rd.info}
+    h.json_details("provenance (run.json)", prov)
+    if rd.info.get("spec"):
+        h.json_details("resolved experiment spec", rd.info["spec"])
+    h.json_details("report settings", {"bootstrap": rs.bootstrap, "ci": rs.ci, "seed": rs.seed, "n_examples": rs.n_examples,
+                                       "reference": rs.reference, "references_for_tests": list(DEFAULT_REFERENCES)})
+    index = h.write(out / "index.html")
+    steps.update()
+    steps.close()
+
+    # ---- summary.md --------------------------------------------------------------------------
+    md = [f"# Report: {rd.name}", "", h.subtitle[0], ""]
+    if rd.synthetic_corpus:
+        md += ["> Corpus: built-in synthetic audio-visual corpus (a stand-in; not comparable with real-corpus results).", ""]
+    if headline is not None:
+        md += [headline.to_markdown(), ""]
+    if "delta_si_sdr" in tables:
+        md += [tables["delta_si_sdr"].to_markdown(), ""]
+    if not rel_show.empty:
+        from benchmark.report.tables import frame_to_markdown
+
+        md += [frame_to_markdown(rel_show, ".3f", "Reliability-weight diagnostics"), ""]
+    md += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for fl in figs.values() for p in fl if p.suffix == ".png"]
+    md += ["", "## Tables", ""] + [f"- [{p.name}](tables/{p.name})" for p in sorted(ctx.tables.glob("*.md"))]
+    (out / "summary.md").write_text("\n".join(md) + "\n")
+    log.info("report written to %s (%.1f s)", index, time.time() - t0)
+    return index
