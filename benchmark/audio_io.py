@@ -80,8 +80,26 @@ def write_audio(path: str | os.PathLike, x: np.ndarray, sr: int = SAMPLE_RATE, s
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     sf.write(str(tmp), np.asarray(x, dtype=np.float32), sr, subtype=subtype, format="WAV")
+    _strip_wav_peak_chunk(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _strip_wav_peak_chunk(path: Path) -> None:
+    """Drop the ``PEAK`` chunk libsndfile adds to float WAVs: it holds a write *timestamp*, which
+    would make the same audio give different bytes (and corpus checksums) on every write."""
+    data = path.read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE" or b"PEAK" not in data[:4096]:
+        return
+    out, pos = [data[:12]], 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        end = pos + 8 + size + (size & 1)
+        if cid != b"PEAK":
+            out.append(data[pos:end])
+        pos = end
+    body = b"".join(out)
+    path.write_bytes(body[:4] + (len(body) - 8).to_bytes(4, "little") + body[8:])
 
 
 def validate_lips(frames: np.ndarray, *, path: str | os.PathLike | None = None) -> np.ndarray:
