@@ -187,7 +187,7 @@ def _child_ci(folder: Path, name: str) -> Optional[Path]:
     return None
 
 
-def demand_files(root: Any, environment: str, channel: str = "ch01") -> list[Path]:
+def demand_files(root: Any, environment: str = "", channel: str = "ch01") -> list[Path]:
     """``<root>/<ENV>/<channel>.wav`` of DEMAND."""
     layout = "<root>/<ENV>/ch01.wav (e.g. DKITCHEN/ch01.wav)"
     r = _root(root, "demand", layout)
@@ -203,7 +203,7 @@ def demand_files(root: Any, environment: str, channel: str = "ch01") -> list[Pat
     return [f]
 
 
-def ntcd_noise_files(root: Any, noise_type: str) -> list[Path]:
+def ntcd_noise_files(root: Any, noise_type: str = "") -> list[Path]:
     """NTCD-TIMIT noise recordings of one type: ``<root>/<Type>.wav`` or ``<root>/<Type>/*.wav``."""
     layout = "<root>/<Type>.wav or <root>/<Type>/*.wav with Type in " + ", ".join(NTCD_NOISE_TYPES)
     r = _root(root, "ntcd-noise", layout)
