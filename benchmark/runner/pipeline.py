@@ -159,13 +159,11 @@ def _check_labels(spec: ExperimentSpec) -> None:
 
 def _is_composite(entry: Any) -> bool:
     """A model built from other entries' checkpoints (no training), e.g. mixture/switching VAEs."""
-    from models.registry import MODELS
-
     try:
-        cls = MODELS.get(entry.name)
-    except KeyError:
+        from models.mixture import is_composite
+    except ImportError:
         return False
-    return hasattr(cls, "from_checkpoints")
+    return bool(is_composite(entry.name))
 
 
 def _is_audio_only(entry: Any) -> bool:
@@ -224,6 +222,7 @@ class Pipeline:
             prev.gave_up += res.gave_up
             prev.wall_time_s += res.wall_time_s
             self.store.write_plan(stage, prev.keys)
+            log.info(res.summary())
             return res
         self.summary.stages[stage] = res
         log.info(res.summary())
@@ -281,7 +280,7 @@ class Pipeline:
         for j in jobs + extra:
             rec = res.records.get(j.key, {})
             if rec.get("status") == STATUS_DONE:
-                trained[j.label] = {"checkpoint": rec["meta"]["checkpoint"], "key": j.key}
+                trained[j.label] = {"checkpoint": self._artifact(rec), "key": j.key}
         avae = next((trained[e.label] for e in first if e.label in trained), None)
         jobs2 = []
         for e in second:
@@ -292,8 +291,14 @@ class Pipeline:
             for j in jobs2:
                 rec = res2.records.get(j.key, {})
                 if rec.get("status") == STATUS_DONE:
-                    trained[j.label] = {"checkpoint": rec["meta"]["checkpoint"], "key": j.key}
+                    trained[j.label] = {"checkpoint": self._artifact(rec), "key": j.key}
         return trained
+
+    def _artifact(self, rec: dict[str, Any]) -> str:
+        """Absolute path of the (first) file a training job wrote (records keep run-relative paths,
+        so a run folder can be moved or copied)."""
+        outs = list(rec.get("outputs") or {})
+        return str(self.store.path(outs[0])) if outs else str(rec["meta"]["checkpoint"])
 
     # -- mixing ------------------------------------------------------------------------------
     def test_utterances(self, corpus_root: Path) -> pd.DataFrame:
@@ -359,14 +364,15 @@ class Pipeline:
         for e in spec.models:
             for alg in spec.enhance.algorithms:
                 if _is_composite(e):
+                    from models.mixture import composite_dependencies
+
                     comps = {}
                     missing = []
-                    for role, label in (e.params or {}).items():
-                        if isinstance(label, str) and label in {m.label for m in spec.models}:
-                            if label in trained:
-                                comps[role] = trained[label]
-                            else:
-                                missing.append(label)
+                    for label in composite_dependencies(e.params):
+                        if label in trained:
+                            comps[label] = trained[label]
+                        else:
+                            missing.append(label)
                     if missing:
                         out.append((_system(e), alg, {"_blocked": f"train: component model(s) {missing} failed"}))
                     else:

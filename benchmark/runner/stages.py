@@ -40,7 +40,7 @@ def corpus_job(corpus: dict[str, Any]) -> JobOutput:
     from benchmark.spec import CorpusSpec
 
     spec = from_dict(CorpusSpec, corpus, source="run.json corpus")
-    root = Path(ensure_corpus(spec)).resolve()
+    root = Path(ensure_corpus(spec, progress=False)).resolve()
     checksum = read_sidecar(root).get("checksum", "")
     return JobOutput(outputs=[root / MANIFEST_FILE], meta={"root": str(root), "checksum": checksum})
 
@@ -139,17 +139,16 @@ def _load_inputs(run_dir: Path, items: list[dict[str, Any]], audio_visual: bool)
 
 def load_model(checkpoint: Optional[str], components: Optional[dict[str, str]] = None, params: Optional[dict] = None,
                name: Optional[str] = None) -> Any:
-    """A trained model from its checkpoint, a composite model from its components' checkpoints,
-    or None for model-free baselines."""
-    if components:
-        from models.registry import MODELS
-
-        cls = MODELS.get(name)
-        return cls.from_checkpoints(**components, **{k: v for k, v in (params or {}).items() if k not in components})
-    if checkpoint is None:
-        return None
+    """A trained model from its checkpoint, a composite model from its components' checkpoints
+    (``components``: label of another model entry -> its checkpoint), or None for baselines."""
     import models
 
+    if components:
+        from models.mixture import build_composite
+
+        return build_composite(str(name), dict(params or {}), lambda label: models.load(components[label]))
+    if checkpoint is None:
+        return None
     return models.load(checkpoint)
 
 
