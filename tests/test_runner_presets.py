@@ -1,0 +1,112 @@
+"""The shipped presets are valid (every name they use is registered), the weight summaries
+follow their definition, ``--limit`` caps the test utterances, and ``status`` reports counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.spec import load_spec, preset_names
+
+SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full"]
+
+
+def test_all_presets_shipped():
+    assert set(SHIPPED) <= set(preset_names())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_preset_names_are_registered(name):
+    from benchmark.conditions.build import expand_conditions
+    from benchmark.conditions.corruptions import parse_corruption
+    from models.enhancement.registry import ALGORITHMS
+    from models.registry import FRONTENDS, FUSIONS, MODELS
+
+    spec = load_spec(name)
+    conds = expand_conditions(spec.conditions)  # also checks the noise names
+    assert len(conds) == len(spec.conditions.noises) * len(spec.conditions.snrs_db) * len(spec.conditions.corruptions)
+    for c in spec.conditions.corruptions:
+        parse_corruption(c)
+    labels = [m.label for m in spec.models]
+    assert len(labels) == len(set(labels)), f"{name}: duplicate model labels"
+    for m in spec.models:
+        MODELS.get(m.name)
+        if m.fusion:
+            FUSIONS.get(m.fusion)
+        if "frontend" in m.params:
+            FRONTENDS.get(m.params["frontend"])
+    for a in spec.enhance.algorithms + spec.enhance.baselines:
+        ALGORITHMS.get(a)
+
+
+def test_paper_table_protocol():
+    spec = load_spec("paper-table")
+    assert spec.conditions.noises == ["LR", "White", "Cafe", "Car", "Babble", "Street"]
+    assert spec.conditions.snrs_db == [-10.0, -5.0, 0.0, 5.0, 10.0]
+    assert load_spec("paper-table-wide").conditions.snrs_db == [-5.0, 0.0, 5.0, 10.0, 15.0]
+    assert set(spec.enhance.algorithms) == {"mcem", "vem", "ldem"}
+    from models.registry import FUSIONS
+
+    assert {m.fusion for m in spec.models if m.fusion} == set(FUSIONS.names())
+    vs = load_spec("visual-stress")
+    from benchmark.conditions.corruptions import CORRUPTIONS
+
+    kinds = {c.split("@")[0] for c in vs.conditions.corruptions if c != "none"}
+    assert kinds == set(CORRUPTIONS.names())
+
+
+def test_limit_caps_test_utterances():
+    from benchmark.runner.pipeline import effective_spec
+
+    spec = load_spec("paper-table", ["runner.limit=3"])
+    assert effective_spec(spec).conditions.n_utterances == 3
+    spec = load_spec("smoke", ["runner.limit=30"])
+    assert effective_spec(spec).conditions.n_utterances == 4  # never more than the preset asks
+
+
+def _npz(tmp_path, **arrays):
+    p = tmp_path / "t.npz"
+    np.savez(p, **arrays)
+    return p
+
+
+def test_weight_summaries(tmp_path):
+    from benchmark.runner.stages import weight_summaries
+
+    corr = np.array([0, 0, 0, 1, 1, 0.5], np.float32)
+    vis = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.75])
+    w = np.stack([1 - vis, vis], 1)
+    s = weight_summaries(_npz(tmp_path, weights_decoder=w, weights_encoder=1 - w, corruption_stft=corr))
+    assert s["visual_weight_mean"] == pytest.approx(vis.mean())  # decoder-side weights preferred
+    assert s["visual_weight_mean_clean_frames"] == pytest.approx(0.8)
+    assert s["visual_weight_mean_corrupted_frames"] == pytest.approx(np.mean([0.1, 0.2, 0.75]))
+    # AUC of the visual weight for clean (positive) vs corrupted frames: 8 of 9 pairs ordered, 0.7 < 0.75
+    assert s["visual_weight_auc"] == pytest.approx(8 / 9)
+    s = weight_summaries(_npz(tmp_path, weights_encoder=w, corruption_stft=corr))
+    assert s["visual_weight_mean"] == pytest.approx(vis.mean())  # encoder-only models
+    s = weight_summaries(_npz(tmp_path, weights_decoder=w, corruption_stft=np.zeros(6, np.float32)))
+    assert np.isnan(s["visual_weight_auc"]) and np.isnan(s["visual_weight_mean_corrupted_frames"])
+    s = weight_summaries(_npz(tmp_path, cost=np.ones(3)))  # no weights (concat, a-vae)
+    assert all(np.isnan(v) for v in s.values())
+    assert all(np.isnan(v) for v in weight_summaries(None).values())
+
+
+def test_status_counts_and_eta(tmp_path):
+    from benchmark.runner.executors import SerialExecutor
+    from benchmark.runner.jobs import Job, run_jobs
+    from benchmark.runner.status import format_status, run_status
+    from benchmark.runner.store import RunStore
+
+    def fn(x, fail=False):
+        if fail:
+            raise RuntimeError("boom")
+        return [{"x": x}]
+
+    jobs = [Job("mix", {"x": i}, fn, {"x": i, "fail": i == 2}) for i in range(4)]
+    RunStore(tmp_path).write_plan("mix", [j.key for j in jobs] + ["mix-pending1", "mix-pending2"])
+    run_jobs(jobs, tmp_path, SerialExecutor(), progress=False)
+    st = run_status(tmp_path)
+    mix = next(s for s in st["stages"] if s.stage == "mix")
+    assert (mix.planned, mix.done, mix.failed, mix.pending) == (6, 3, 1, 2)
+    assert mix.mean_job_s is not None and st["eta_partial"]  # later stages not planned yet
+    text = format_status(st)
+    assert "mix" in text and "ETA" in text and "--retry-failed" in text
