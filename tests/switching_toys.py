@@ -95,7 +95,8 @@ def make_problem(templates: torch.Tensor, T: int, seed: int, corrupt: torch.Tens
     """One utterance: (noisy power [T, F], clean complex STFT, noise, lips [T, 1, C], classes [T]).
 
     Classes change in runs of 4 to 10 frames; ``corrupt [T] bool`` replaces those video frames by
-    a random one-hot (noise video). The noise is stationary coloured Gaussian at ``snr_db``.
+    uniform noise in [0, 1] (so the toy AV decoder outputs a random blend of the templates: no
+    information about the class). The noise is stationary coloured Gaussian at ``snr_db``.
     """
     g = torch.Generator().manual_seed(seed)
     C, F = templates.shape
@@ -113,7 +114,6 @@ def make_problem(templates: torch.Tensor, T: int, seed: int, corrupt: torch.Tens
     b = torch.sqrt(nvar / 2) * torch.complex(torch.randn(T, F, generator=g, dtype=dt), torch.randn(T, F, generator=g, dtype=dt))
     vid = torch.nn.functional.one_hot(cls, C).to(dt)
     if corrupt is not None:
-        rand_cls = torch.randint(0, C, (T,), generator=g)
-        vid[corrupt] = torch.nn.functional.one_hot(rand_cls, C).to(dt)[corrupt]
+        vid[corrupt] = torch.rand(T, C, generator=g, dtype=dt)[corrupt]
     x = s + b
     return x.abs() ** 2, s, b, vid[:, None, :], cls
