@@ -188,11 +188,18 @@ def forward_backward(
 def switch_posterior(
     log_emit: torch.Tensor, mask: torch.Tensor, params: "SwitchParams"
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-    """``q(m)`` for either switch kind: ``(post [B,T,2], pair or None, log_z [B])``."""
+    """``q(m)`` for either switch kind: ``(post [B,T,2], pair or None, log_z [B])``.
+
+    Computed in float64 (the emissions are sums over hundreds of bins, ~1e4 in magnitude, so a
+    float32 normalisation would lose the third decimal of the posterior), returned in the
+    emissions' dtype."""
+    dt = log_emit.dtype
+    le = log_emit.double()
     if params.kind == "mixture":
-        post, lz = mixture_posterior(log_emit, params.log_init, mask)
-        return post, None, lz
-    return forward_backward(log_emit, params.log_init, params.log_trans, mask)
+        post, lz = mixture_posterior(le, params.log_init.double(), mask)
+        return post.to(dt), None, lz.to(dt)
+    post, pair, lz = forward_backward(le, params.log_init.double(), params.log_trans.double(), mask)
+    return post.to(dt), pair.to(dt), lz.to(dt)
 
 
 @dataclass
@@ -308,14 +315,14 @@ def update_nmf_gain(
 
 def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[int], W: torch.Tensor, H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """``L_t(k) = mean_r -sum_f (log Vx_{k,r} + X2 / Vx_{k,r})`` (the ``-F log pi`` constant
-    dropped) for the samples of each component, stacked ``[B, T, K]``."""
+    dropped) for the samples of each component, stacked ``[B, T, K]`` in float64."""
     WH = noise_var(W, H)
     out, i = [], 0
     for n in n_per_comp:
-        acc = X2.new_zeros(X2.shape[:2])
+        acc = X2.new_zeros(X2.shape[:2], dtype=torch.float64)
         for p in range(i, i + n):
             Vx = (g[..., None] * sig2[p] + WH).clamp_min(EPS)
-            acc = acc - (Vx.log() + X2 / Vx).sum(-1)
+            acc = acc - (Vx.log() + X2 / Vx).sum(-1, dtype=torch.float64)
         out.append(acc / n)
         i += n
     return torch.stack(out, dim=-1)
@@ -532,15 +539,15 @@ def run_switching_em(
             sig2, n_per, acc = run_estep(it, fmask)
             # E-step of the switch with the new samples (stopped utterances keep theirs)
             new_post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
-            post = torch.where(active[:, None, None], new_post, post)
-            fes.append(torch.where(active, -log_z / n_bins, nan))
+            post = torch.where(active[:, None, None], new_post.to(dt), post)
+            fes.append(torch.where(active, (-log_z / n_bins).to(dt), nan))
             # M-step (zero weights freeze the stopped utterances' H and g; W is restored below)
             wts = particle_weights(post, n_per) * active[None, :, None]
             W_new, H, g = update_nmf_gain(X2, sig2, wts, W, H, g, mask, update=update)
             W = torch.where(active[:, None, None], W_new, W)
             if switch.learn:
                 old = (sp.log_init.clone(), None if sp.log_trans is None else sp.log_trans.clone())
-                sp.update(post, pair, mask)
+                sp.update(post, None if pair is None else pair.to(dt), mask)
                 sp.log_init = torch.where(active[:, None], sp.log_init, old[0])
                 if old[1] is not None:
                     sp.log_trans = torch.where(active[:, None, None], sp.log_trans, old[1])
@@ -556,6 +563,7 @@ def run_switching_em(
         # final estimate: fresh (longer) chains for every utterance, then q(m), then the filter
         sig2, n_per, final_acc = run_estep(-1, mask)
         post, pair, _ = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
+        post = post.to(dt)
         wts = particle_weights(post, n_per)
         WH = noise_var(W, H)
         gain = torch.zeros_like(X2)

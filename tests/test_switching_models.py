@@ -1,0 +1,136 @@
+"""The composite models mixture-vae / switching-vae (models.mixture): construction, validation,
+registry, and enhancement of real (small, untrained) A-VAE/AV-VAE pairs through custom_enhance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import build_model, save
+from models.enhancement.batch import EnhanceInput, make_batch, prepare_item
+from models.enhancement.toy import synth_utterance
+from models.mixture import (
+    CompositeConfig, MixtureVAE, SwitchingVAE, build_composite, composite_dependencies, is_composite,
+)
+from models.registry import MODELS
+
+LIP = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.manual_seed(0)
+    a = build_model("a-vae", {"latent_dim": 4, "hidden": 16})
+    av = build_model("av-vae", {"latent_dim": 4, "hidden": 16, "lip_size": LIP, "fusion": "gated", "frontend_hidden": 32, "visual_dim": 16})
+    return a.eval(), av.eval()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    items = []
+    for i, d in enumerate([0.7, 0.45]):
+        x, lips = synth_utterance(rng, duration_s=d, lip_size=LIP)[:2]
+        x = (x + 0.05 * rng.standard_normal(x.size)).astype(np.float32)
+        items.append(prepare_item(EnhanceInput(f"utt{i}", x, lips, 25.0), i, need_lips=True))
+    return make_batch(items)
+
+
+def test_registered_and_flagged_as_composites():
+    assert {"mixture-vae", "switching-vae"} <= set(MODELS.names())
+    assert MODELS.get("mixture-vae") is MixtureVAE and MODELS.get("switching-vae") is SwitchingVAE
+    assert is_composite("switching-vae") and not is_composite("a-vae")
+    assert composite_dependencies({"audio": "a-vae", "visual": "av-vae/concat"}) == ("a-vae", "av-vae/concat")
+    assert MixtureVAE.needs_training is False
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValueError, match="unknown composite-model option"):
+        CompositeConfig.from_dict({"audio": "a", "visual": "b", "prior": 0.5})
+    with pytest.raises(ValueError, match="stay_prob"):
+        CompositeConfig.from_dict({"stay_prob": 1.0})
+    with pytest.raises(ValueError, match="prior_av"):
+        CompositeConfig.from_dict({"prior_av": 0})
+
+
+def test_components_must_be_audio_only_and_audio_visual(pair):
+    a, av = pair
+    with pytest.raises(ValueError, match="'audio' component must be audio-only"):
+        MixtureVAE.from_models(av, av)
+    with pytest.raises(ValueError, match="'visual' component must be audio-visual"):
+        MixtureVAE.from_models(a, a)
+    m = SwitchingVAE.from_models(a, av, stay_prob=0.9)
+    sc = m.switch_config()
+    assert sc.kind == "markov" and sc.stay_prob == 0.9
+    assert MixtureVAE.from_models(a, av).switch_config().kind == "mixture"
+    cs = m.cost_summary()
+    assert cs["params"] == sum(p.numel() for p in a.parameters()) + sum(p.numel() for p in av.parameters())
+
+
+def test_build_composite_resolves_labels_and_reports_missing_ones(pair):
+    a, av = pair
+    table = {"a-vae": a, "av-vae/gated": av}
+    m = build_composite("mixture-vae", {"audio": "a-vae", "visual": "av-vae/gated", "prior_av": 0.3}, table.__getitem__)
+    assert isinstance(m, MixtureVAE) and m.audio_model is a and m.av_model is av and m.config.prior_av == 0.3
+    with pytest.raises(ValueError, match="cannot resolve its visual component 'av-vae/cross'"):
+        build_composite("switching-vae", {"audio": "a-vae", "visual": "av-vae/cross"}, table.__getitem__)
+    with pytest.raises(ValueError, match="must name other model entries"):
+        MixtureVAE.from_config({"audio": "a-vae", "visual": "av-vae/gated"})
+
+
+def test_from_checkpoints_round_trip(pair, tmp_path):
+    a, av = pair
+    pa, pv = save(a, tmp_path / "a"), save(av, tmp_path / "av")
+    m = SwitchingVAE.from_checkpoints(pa, pv, stay_prob=0.97)
+    assert m.config.audio == str(pa) and m.config.stay_prob == 0.97
+    for p, q in zip(m.av_model.parameters(), av.parameters()):
+        assert torch.equal(p, q)
+    m2 = SwitchingVAE.from_config(m.config_dict())  # paths in the config: loadable
+    assert m2.config == m.config
+
+
+@pytest.mark.parametrize("cls", [MixtureVAE, SwitchingVAE])
+@pytest.mark.parametrize("algorithm,params", [
+    ("mcem", {"n_iter": 3, "n_steps": 4, "burn_in": 2, "final_steps": 4, "final_burn_in": 2}),
+    ("ldem", {"n_iter": 3, "n_chains": 3}),
+])
+def test_custom_enhance_returns_estimates_and_reliability_traces(pair, batch, cls, algorithm, params):
+    m = cls.from_models(*pair)
+    outs = m.custom_enhance(batch, algorithm, params, rank=4, seed=0)
+    assert [o.item_id for o in outs] == batch.item_ids
+    for o, it in zip(outs, batch.items):
+        assert o.estimate.shape == (it.n_samples,) and np.all(np.isfinite(o.estimate))
+        w = o.traces["weights_decoder"]
+        assert w.shape == (it.n_frames, 2) and np.allclose(w.sum(1), 1.0, atol=1e-5)
+        assert np.all((w >= 0) & (w <= 1))
+        assert o.traces["cost"].shape == (3,) and np.all(np.isfinite(o.traces["cost"]))
+        assert ("acceptance" in o.traces) == (algorithm == "mcem")
+        assert ("switch_transition" in o.traces) == (cls is SwitchingVAE)
+        assert o.traces["av_component_weights_decoder"].shape == (it.n_frames, 2)  # the gated AV model's own weights
+    print(f"{cls.name}/{algorithm}: mean P(AV) per utterance {[float(o.traces['weights_decoder'][:, 1].mean()) for o in outs]}")
+
+
+def test_custom_enhance_rejects_unsupported_algorithms_and_params(pair, batch):
+    m = MixtureVAE.from_models(*pair)
+    with pytest.raises(KeyError, match="no switching E-step.*ldem, mcem"):
+        m.custom_enhance(batch, "vem", None)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        m.custom_enhance(batch, "mcem", {"n_iterations": 3})
+
+
+def test_custom_enhance_is_batch_invariant(pair, batch):
+    """Same item alone or in a batch: same estimate (the real models in float32)."""
+    m = MixtureVAE.from_models(*pair)
+    params = {"n_iter": 2, "n_steps": 3, "burn_in": 1, "final_steps": 3, "final_burn_in": 1}
+    both = m.custom_enhance(batch, "mcem", params, rank=4, seed=1)
+    alone = m.custom_enhance(make_batch([batch.items[1]]), "mcem", params, rank=4, seed=1)
+    np.testing.assert_allclose(both[1].estimate, alone[0].estimate, atol=1e-5)
+    np.testing.assert_allclose(both[1].traces["weights_decoder"], alone[0].traces["weights_decoder"], atol=1e-5)
