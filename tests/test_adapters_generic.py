@@ -169,3 +169,16 @@ def test_parallel_build_gives_the_same_bytes(tmp_path):
     two = Gen.build(CorpusSpec(name="generic", options={"source": str(src)}, jobs=2), tmp_path / "o2", progress=False)
     assert read_sidecar(one)["checksum"] == read_sidecar(two)["checksum"]
     assert read_manifest(one).equals(read_manifest(two))
+
+
+def test_ensure_corpus_builds_through_the_registry_and_reuses(tmp_path, caplog):
+    from benchmark.corpus.build import ensure_corpus
+    from benchmark.corpus.manifest import read_sidecar
+
+    src = make_generic_tree(tmp_path / "src", speakers=("a1", "b2"), utts=1)
+    spec = CorpusSpec(name="generic", root=str(tmp_path / "corpus"), options={"source": str(src)}, jobs=1)
+    root = ensure_corpus(spec, progress=False)
+    assert len(read_manifest(root)) == 2 and read_sidecar(root)["generator"] == "generic-adapter"
+    with caplog.at_level(logging.INFO):
+        assert ensure_corpus(spec, progress=False) == root
+    assert "reusing corpus" in caplog.text

@@ -200,3 +200,6 @@ def build(spec: Any, root: Path, *, progress: bool = True) -> Path:
 
 
 __all__ = ["build", "scan", "choose_splits", "read_splits_csv", "speaker_of"]
+
+
+build.version = "generic-1"  # read by benchmark.corpus.build (part of the corpus settings hash)

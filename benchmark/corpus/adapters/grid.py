@@ -214,3 +214,6 @@ def build(spec: Any, root: Path, *, progress: bool = True) -> Path:
         Path(root), items, loader, info=info, skip_bad=spec.skip_bad, jobs=spec.jobs, lip_size=None,
         av_tolerance_s=float(C.opt(options, "av_tolerance_s", 0.2, (int, float), NAME)), progress=progress, desc="grid",
     )
+
+
+build.version = "grid-1"  # read by benchmark.corpus.build (part of the corpus settings hash)

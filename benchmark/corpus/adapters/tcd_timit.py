@@ -361,3 +361,7 @@ def build_tcd_timit(spec: Any, root: Path, *, progress: bool = True) -> Path:
 def build_ntcd_timit(spec: Any, root: Path, *, progress: bool = True) -> Path:
     """NTCD-TIMIT (real corpus on disk): clean audio + 67x67 lip ROIs, and its pre-mixed noisy files."""
     return _build(spec, root, progress=progress, corpus="ntcd-timit")
+
+
+build_tcd_timit.version = "tcd-timit-1"  # read by benchmark.corpus.build (part of the corpus settings hash)
+build_ntcd_timit.version = "ntcd-timit-1"
