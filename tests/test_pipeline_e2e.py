@@ -36,7 +36,7 @@ def reduced_preset(tmp: Path, corpus_root: Path, name: str = "tiny.yaml", **sect
     d["corpus"].update(name="synthetic", seed=0, n_train_speakers=4, n_val_speakers=1, n_test_speakers=2,
                        n_babble_speakers=1, utts_per_speaker=3, fps=25.0, lip_size=32, jobs=1, root=str(corpus_root))
     d["conditions"].update(n_utterances=2, noises=["white"], snrs_db=[0.0], corruptions=["none", "occlusion@0.7"])
-    d["models"] = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated"}]
+    d["models"] = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated", "params": {"lip_size": 32}}]
     d["training"].update(epochs=1, patience=1)
     d["enhance"].update(algorithms=["ldem"], baselines=["noisy", "oracle-wiener"],
                         algorithm_params={"ldem": {"n_iter": 5}})
@@ -174,7 +174,7 @@ def test_failure_isolation_on_the_real_pipeline(e2e):
 
     run = e2e["tmp"] / "with-broken-model"
     shutil.copytree(e2e["run"], run, symlinks=True)  # a run folder can be copied: everything is cached
-    models = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated"},
+    models = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated", "params": {"lip_size": 32}},
               {"name": "av-vae", "fusion": "no-such-fusion", "id": "broken"}]
     preset = reduced_preset(e2e["tmp"], e2e["corpus"], "tiny-broken.yaml", models=models)
     assert cli_run(preset, run) == 1

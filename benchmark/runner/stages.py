@@ -158,6 +158,17 @@ def _save_npz(path: Path, traces: dict[str, Any]) -> None:
             np.savez(f, **{k: np.asarray(v) for k, v in traces.items()})
 
 
+def _corruption_at_stft_rate(path: Path, traces: dict[str, Any], fps: float) -> dict[str, np.ndarray]:
+    """``corruption_stft`` from the per-video-frame levels, when the algorithm did not record it."""
+    w = traces.get("weights_decoder", traces.get("weights_encoder"))
+    if w is None:
+        return {}
+    from models.spectral import per_frame_to_stft_rate
+
+    level = np.load(path)
+    return {"corruption_stft": per_frame_to_stft_rate(level, int(np.asarray(w).shape[0]), fps).astype(np.float32)}
+
+
 def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
                 params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int, seed: int,
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
@@ -191,9 +202,12 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
             write_audio(rd / rel, np.asarray(o.estimate, dtype=np.float32))
             outputs.append(str(rel))
             row.update(enhanced_path=str(rel), status=STATUS_OK, wall_time_s=float(o.wall_time_s), rtf=float(o.rtf))
-            if o.traces:
+            traces = dict(o.traces or {})
+            if traces and "corruption_stft" not in traces and it.get("corruption_path"):
+                traces.update(_corruption_at_stft_rate(rd / it["corruption_path"], traces, float(it["fps"])))
+            if traces:
                 trel = rel.with_suffix(".npz")
-                _save_npz(rd / trel, o.traces)
+                _save_npz(rd / trel, traces)
                 outputs.append(str(trel))
                 row["traces_path"] = str(trel)
         rows.append(row)
