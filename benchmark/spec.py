@@ -135,6 +135,11 @@ class ReportSpec:
     n_examples: int = field(default=2, metadata={"range": (0, 100)})
     reference: Optional[str] = None  # YAML of published figures for the reference comparison
     seed: int = 0
+    # paired tests: each system vs the systems matching any "column=value" selector (same algorithm)
+    references: list[str] = field(default_factory=lambda: ["fusion=concat", "model=a-vae"])
+    figure_formats: list[str] = field(default_factory=lambda: ["png", "pdf"])  # png is always written (HTML)
+    weights_side: str = field(default="decoder", metadata={"choices": ("decoder", "encoder")})
+    metrics: Optional[list[str]] = None  # metric columns to report (e.g. [si_sdr, stoi]); None: all found
 
 
 @dataclass

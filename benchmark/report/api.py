@@ -172,6 +172,13 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     rd = load_run(run_dir)
     rs = _report_spec(spec, rd)
     out = Path(out_dir) if out_dir is not None else Path("reports") / rd.run_dir.name
+    with plots.figure_formats(rs.figure_formats):
+        index = _write(rd, rs, out, progress)
+    log.info("report written to %s (%.1f s)", index, time.time() - t0)
+    return index
+
+
+def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     df = rd.results
@@ -179,6 +186,11 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     ctx = _Ctx(rd, rs, out, order, report_palette(df), df)
     kw = dict(n_boot=rs.bootstrap, ci=rs.ci, seed=rs.seed)
     metrics = [m for m in HEADLINE if m in rd.metrics] + [m for m in rd.metrics if m not in HEADLINE]
+    if rs.metrics is not None:
+        unknown = [m for m in rs.metrics if m not in rd.metrics]
+        if unknown:
+            log.warning("report.metrics %s not in the results (found: %s); skipped", unknown, ", ".join(rd.metrics))
+        metrics = [m for m in metrics if m in rs.metrics]
     if not metrics:
         log.warning("%s: no metric columns found (expected e.g. si_sdr with input_si_sdr)", rd.run_dir)
     steps = tqdm(total=6, desc="report", disable=not progress, leave=False)
@@ -187,29 +199,29 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     tables: dict[str, Any] = {}
     written: list[Path] = []
     for m in metrics:
-        t = paper_table(df, m, systems=order, **kw)
+        t = paper_table(df, m, systems=order, references=rs.references, **kw)
         tables[m] = t
         written += t.write(ctx.tables / m)
         if "noise" in df and df["noise"].nunique() > 1:
             for nz in sorted(df["noise"].dropna().unique()):
-                tn = paper_table(df[df["noise"] == nz], m, systems=order, title=f"{metric_label(m)} by SNR, noise: {nz}", **kw)
+                tn = paper_table(df[df["noise"] == nz], m, systems=order, references=rs.references, title=f"{metric_label(m)} by SNR, noise: {nz}", **kw)
                 tables[f"{m}@{nz}"] = tn
                 written += tn.write(ctx.tables / f"{m}_noise-{nz}")
     for m in [f"delta_{x}" for x in metrics if f"delta_{x}" in df]:
-        t = paper_table(df, m, systems=order, **kw)
+        t = paper_table(df, m, systems=order, references=rs.references, **kw)
         tables[m] = t
         written += t.write(ctx.tables / m)
     by = [c for c in ("system", "model_id", "fusion", "algorithm", "noise", "snr_db", "corruption", "severity") if c in df]
     cols = metrics + [f"delta_{m}" for m in metrics if f"delta_{m}" in df]
     summ = summarize_many(df.assign(**{c: df[c].fillna("") for c in ("fusion",) if c in df}), cols, by, **kw)
     summ.to_csv(ctx.tables / "summary_stats.csv", index=False)
-    tests = pd.concat([paired_tests(df, m, references=DEFAULT_REFERENCES, **kw) for m in cols], ignore_index=True) if cols else pd.DataFrame()
+    tests = pd.concat([paired_tests(df, m, references=rs.references, **kw) for m in cols], ignore_index=True) if cols else pd.DataFrame()
     if not tests.empty:
         tests.to_csv(ctx.tables / "paired_tests.csv", index=False)
     steps.update()
 
     # ---- reliability diagnostics -------------------------------------------------------------
-    frames = diag.frame_table(df, rd.run_dir, progress=progress)
+    frames = diag.frame_table(df, rd.run_dir, side=rs.weights_side, progress=progress)
     rel = diag.reliability_table(df, frames, systems=order, **kw)
     rel_show = pd.DataFrame()
     if not rel.empty:
@@ -344,7 +356,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     if rd.info.get("spec"):
         h.json_details("resolved experiment spec", rd.info["spec"])
     h.json_details("report settings", {"bootstrap": rs.bootstrap, "ci": rs.ci, "seed": rs.seed, "n_examples": rs.n_examples,
-                                       "reference": rs.reference, "references_for_tests": list(DEFAULT_REFERENCES)})
+                                       "reference": rs.reference, "references_for_tests": list(rs.references), "weights_side": rs.weights_side})
     index = h.write(out / "index.html")
     steps.update()
     steps.close()
@@ -364,5 +376,4 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     md += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for fl in figs.values() for p in fl if p.suffix == ".png"]
     md += ["", "## Tables", ""] + [f"- [{p.name}](tables/{p.name})" for p in sorted(ctx.tables.glob("*.md"))]
     (out / "summary.md").write_text("\n".join(md) + "\n")
-    log.info("report written to %s (%.1f s)", index, time.time() - t0)
     return index

@@ -144,6 +144,10 @@ def paper_table_html(t: PaperTable, palette: Optional[dict] = None) -> str:
     """A sortable HTML rendering of a :class:`PaperTable` (counts and CI in each cell's tooltip)."""
     head = "<th>System</th>" + "".join(f"<th>{esc(c)}</th>" for c in t.columns) + "<th>n</th>"
     rows = []
+    info = {}
+    if not t.long.empty:
+        for r in t.long.itertuples(index=False):
+            info[(r.system, r.column)] = r
     for s in t.systems:
         sw = f'<span class="swatch" style="background:{palette[s]}"></span>' if palette and s in palette else ""
         cells = [f"<td>{sw}{esc(s)}</td>"]
@@ -152,10 +156,9 @@ def paper_table_html(t: PaperTable, palette: Optional[dict] = None) -> str:
             mk = t.markers.loc[s, c]
             v = t.mean.loc[s, c]
             tip = f"{s}, {c}: mean {m}, 95% CI ±{h}"
-            sub = t.long[(t.long["system"] == s) & (t.long["column"] == c)] if not t.long.empty else pd.DataFrame()
-            if not sub.empty:
-                r = sub.iloc[0]
-                tip += f"; n={int(r['n'])}, NaN={int(r['n_nan'])}, failed={int(r['n_failed'])}, median={r['median']:.3f}"
+            r = info.get((s, c))
+            if r is not None:
+                tip += f"; n={int(r.n)}, NaN={int(r.n_nan)}, failed={int(r.n_failed)}, median={r.median:.3f}"
             ds = f' data-sort="{float(v)!r}"' if np.isfinite(v) else ""
             cls = ' class="best"' if b else ""
             sup = f"<sup>{esc(mk)}</sup>" if mk else ""

@@ -6,6 +6,8 @@ needed is absent -- a figure is skipped, never faked).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -18,6 +20,20 @@ from benchmark.report.style import apply_style, colour_of, metric_label
 
 log = logging.getLogger(__name__)
 
+# figure formats for the figures of the report being written (set by write_report through
+# figure_formats(); a context variable, so concurrent reports do not share it)
+_formats: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("figure_formats", default=("png", "pdf"))
+
+
+@contextlib.contextmanager
+def figure_formats(formats: Sequence[str]):
+    """Within the block, :func:`save` writes ``formats`` (png always included)."""
+    token = _formats.set(tuple(formats))
+    try:
+        yield
+    finally:
+        _formats.reset(token)
+
 
 def _plt():
     apply_style()
@@ -26,12 +42,20 @@ def _plt():
     return plt
 
 
-def save(fig, stem: Path) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` and close it."""
+FORMATS = ("png", "pdf", "svg")
+
+
+def save(fig, stem: Path, formats: Sequence[str] | None = None) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` (always, first) plus the other ``formats`` (default: the
+    ``AVBENCH_FIGURE_FORMATS``-free default ``png, pdf``) and close it."""
     plt = _plt()
     stem.parent.mkdir(parents=True, exist_ok=True)
+    formats = list(formats) if formats is not None else list(_formats.get())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {bad}; choose from {', '.join(FORMATS)}")
     out = []
-    for ext in ("png", "pdf"):
+    for ext in ["png"] + [f for f in formats if f != "png"]:
         p = stem.with_suffix(f".{ext}")
         fig.savefig(p)
         out.append(p)

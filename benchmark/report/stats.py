@@ -230,7 +230,7 @@ def paired_tests(
     (e.g. one test per SNR). The Holm correction runs over all tests of the returned table
     (one family per metric). Columns: system, reference, *by, n_pairs, mean_system,
     mean_reference, mean_diff, diff_ci_low, diff_ci_high, median_diff, statistic, p, p_holm,
-    rank_biserial.
+    rank_biserial. ``n_boot=0`` skips the bootstrap CI of the difference (NaN).
     """
     if metric not in df:
         raise KeyError(f"metric column {metric!r} not in results")
@@ -241,32 +241,40 @@ def paired_tests(
         raise KeyError("paired tests need utt_id/condition_id columns to pair rows")
     has_model = df["model_id"].fillna("").astype(str).str.strip() != "" if "model_id" in df else pd.Series(True, index=df.index)
     systems = list(dict.fromkeys(df.loc[has_model, system_col]))
-    sys_within = df.drop_duplicates(system_col).set_index(system_col)[within] if within else None
-    rows = []
+    sys_within = df.drop_duplicates(system_col).set_index(system_col)[within].astype(str) if within else None
     by = list(by)
+    keys = list(dict.fromkeys(pair_on + by))
+    vals = pd.to_numeric(df[metric], errors="coerce")
+    wide = (df.assign(_v=vals).drop_duplicates(keys + [system_col])
+            .pivot(index=keys, columns=system_col, values="_v"))
+    utt = wide.index.get_level_values("utt_id").to_numpy() if "utt_id" in keys else None
+    if by:
+        gkeys = pd.MultiIndex.from_frame(wide.index.to_frame(index=False)[by])
+        groups = {k if isinstance(k, tuple) else (k,): np.asarray(ix) for k, ix in
+                  pd.Series(np.arange(len(wide))).groupby([gkeys.get_level_values(i) for i in range(len(by))], sort=True).groups.items()}
+    else:
+        groups = {(): np.arange(len(wide))}
+    rows = []
     for ref in refs:
         for s in systems:
-            if s == ref:
+            if s == ref or s not in wide or ref not in wide:
                 continue
-            if within and not (sys_within.loc[s].astype(str) == sys_within.loc[ref].astype(str)).all():
+            if within and not (sys_within.loc[s] == sys_within.loc[ref]).all():
                 continue
-            a = df[df[system_col] == s]
-            b = df[df[system_col] == ref]
-            m = a[pair_on + by + [metric]].merge(b[pair_on + by + [metric]], on=pair_on + by, suffixes=("_a", "_b"))
-            groups = m.groupby(by, dropna=False, sort=True) if by else [((), m)]
-            for key, g in groups:
-                key = key if isinstance(key, tuple) else (key,)
-                va = pd.to_numeric(g[f"{metric}_a"], errors="coerce").to_numpy(np.float64)
-                vb = pd.to_numeric(g[f"{metric}_b"], errors="coerce").to_numpy(np.float64)
-                w = wilcoxon_paired(va, vb)
+            A, B = wide[s].to_numpy(np.float64), wide[ref].to_numpy(np.float64)
+            for key, ix in groups.items():
+                va, vb = A[ix], B[ix]
                 ok = np.isfinite(va) & np.isfinite(vb)
-                clusters = g["utt_id"].to_numpy()[ok] if "utt_id" in g else None
-                lo, hi = bootstrap_ci(va[ok] - vb[ok], clusters=clusters, n_boot=n_boot, ci=ci,
-                                      seed=derive_seed(seed, "paired", metric, s, ref, *key))
+                w = wilcoxon_paired(va, vb)
+                if n_boot > 0:
+                    lo, hi = bootstrap_ci(va[ok] - vb[ok], clusters=utt[ix][ok] if utt is not None else None, n_boot=n_boot,
+                                          ci=ci, seed=derive_seed(seed, "paired", metric, s, ref, *key))
+                else:
+                    lo = hi = float("nan")
                 rows.append({
                     "metric": metric, "system": s, "reference": ref, **dict(zip(by, key)),
-                    "n_pairs": w.n_pairs, "mean_system": float(np.nanmean(va[ok])) if ok.any() else np.nan,
-                    "mean_reference": float(np.nanmean(vb[ok])) if ok.any() else np.nan,
+                    "n_pairs": w.n_pairs, "mean_system": float(va[ok].mean()) if ok.any() else np.nan,
+                    "mean_reference": float(vb[ok].mean()) if ok.any() else np.nan,
                     "mean_diff": w.mean_diff, "diff_ci_low": lo, "diff_ci_high": hi, "median_diff": w.median_diff,
                     "statistic": w.statistic, "p": w.pvalue, "rank_biserial": w.rank_biserial,
                 })

@@ -116,8 +116,11 @@ def metric_short(metric: str) -> str:
 
 def apply_style() -> None:
     """Matplotlib (Agg) + seaborn defaults for every report figure."""
+    import logging
+
     import matplotlib
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     matplotlib.use("Agg", force=True)
     import seaborn as sns
 

@@ -198,10 +198,10 @@ def paper_table(
     if refs and {"utt_id", "condition_id"}.issubset(sub.columns):
         tcol = sub.copy()
         tcol["tcolumn"] = [(_snr_label(v) if column == "snr_db" else str(v)) for v in tcol[column]] if has_col else AVG
-        parts = [paired_tests(tcol, metric, references=references, by=["tcolumn"], n_boot=max(10, n_boot // 4), ci=ci, seed=seed)] if has_col else []
+        parts = [paired_tests(tcol, metric, references=references, by=["tcolumn"], n_boot=0, ci=ci, seed=seed)] if has_col else []
         tall = tcol.copy()
         tall["tcolumn"] = AVG
-        parts.append(paired_tests(tall, metric, references=references, by=["tcolumn"], n_boot=max(10, n_boot // 4), ci=ci, seed=seed))
+        parts.append(paired_tests(tall, metric, references=references, by=["tcolumn"], n_boot=0, ci=ci, seed=seed))
         tests = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else pd.DataFrame()
         if not tests.empty:
             from benchmark.report.stats import holm
