@@ -3,8 +3,10 @@
 ``CORPORA.get("synthetic")(spec, root)`` synthesises ``spec.utts_per_speaker`` utterances for each
 speaker of the train/val/test/babble splits (disjoint speakers), renders the matching mouth video
 and writes the manifest. Work is spread over ``spec.jobs`` worker processes (joblib/loky), one
-task per speaker, each worker initialising espeak-ng once. Every random choice is seeded from
-``(spec.seed, speaker index, utterance index)``: the same spec gives the same bytes.
+task per speaker; each utterance is synthesised in a child forked from its worker, so espeak-ng's
+global state starts pristine for every utterance (see :func:`.tts.synthesize_isolated`). Every
+random choice is seeded from ``(spec.seed, speaker, utterance index)``: the same spec gives the
+same bytes, whatever the number of jobs or the order of the work.
 
 This corpus is a synthetic stand-in for real AV speech (formant TTS voices, cartoon-like mouth
 renderings); it is documented as such in the sidecar (``corpus.json``).
@@ -28,7 +30,7 @@ from benchmark.corpus.manifest import ManifestRow, write_manifest
 from benchmark.corpus.synthetic.lips import LipRenderer
 from benchmark.corpus.synthetic.sentences import SENTENCES
 from benchmark.corpus.synthetic.speakers import Speaker, make_speakers
-from benchmark.corpus.synthetic.tts import Synthesis, TTSError, get_engine, onsets_to_segments
+from benchmark.corpus.synthetic.tts import Synthesis, TTSError, onsets_to_segments, synthesize_isolated
 from benchmark.corpus.synthetic.visemes import SIL, articulation_trajectory, phone_to_viseme, phones_to_visemes
 from benchmark.seeding import rng
 from benchmark.spec import CorpusSpec
@@ -117,12 +119,11 @@ def synthesize_utterance(speaker: Speaker, utt_index: int, seed: int, fps: float
     """Speech, phone/viseme timings and lip video of utterance ``utt_index`` of ``speaker``."""
     opts = opts or DEFAULT_OPTIONS
     r = rng(seed, "utterance", speaker.speaker_id, utt_index)
-    engine = get_engine()
     kind = "grid" if r.random() < speaker.grid_fraction else "free"
     text = SENTENCES.get(kind)(r)
     best = None
     for _attempt in range(8):
-        syn = engine.synthesize(text, speaker.voice)
+        syn = synthesize_isolated(text, speaker.voice, seed=int(r.integers(1 << 31)))
         audio, phones = _trim_and_resample(syn, r, opts)
         dur = audio.size / SAMPLE_RATE
         miss = max(0.0, opts["min_duration_s"] - dur, dur - opts["max_duration_s"])
@@ -195,7 +196,7 @@ def build(spec: CorpusSpec, root: Path, *, progress: bool = True) -> Path:
     if spec.jobs > 1:
         results = Parallel(n_jobs=spec.jobs, backend="loky", return_as="generator")(
             delayed(build_speaker)(s, spec_dict, str(root)) for s in speakers)
-    else:  # in this process (espeak-ng initialised once here, used from this thread only)
+    else:  # in this process (each utterance still synthesised in a forked child)
         results = (build_speaker(s, spec_dict, str(root)) for s in speakers)
     rows: list[dict[str, Any]] = []
     bad: list[BadItem] = []

@@ -49,7 +49,7 @@ def make_speaker(seed: int, index: int, split: str, female: bool) -> Speaker:
     )
     skin = float(r.uniform(95, 205))
     app = LipAppearance(
-        mouth_half_width=float(r.uniform(0.22, 0.31)) * (0.94 if female else 1.0),
+        mouth_half_width=float(r.uniform(0.25, 0.33)) * (0.94 if female else 1.0),
         upper_thickness=float(r.uniform(0.045, 0.09)),
         lower_thickness=float(r.uniform(0.07, 0.12)),
         max_open=float(r.uniform(0.24, 0.34)),

@@ -4,6 +4,12 @@ The shared library and its data come from the PyPI package ``espeakng-loader``. 
 one global C state per process, so :class:`EspeakEngine` must be created once per process and
 used from one thread only; the corpus builder runs it inside joblib/loky worker processes.
 
+espeak-ng also keeps synthesis state *between* calls (glottal phase, flutter and noise
+generators), so the same text synthesised twice in one process gives slightly different
+samples. For byte-exact determinism :func:`synthesize_isolated` forks a short-lived child per
+utterance from a process that has never synthesised: every utterance starts from the same
+pristine library state, with ``espeak_ng_SetRandSeed`` set from the utterance's seed.
+
 The layout of ``espeak_EVENT`` follows espeak-ng's ``speak_lib.h``::
 
     typedef struct {
@@ -96,6 +102,7 @@ class EspeakEngine:
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.c_void_p, ctypes.c_void_p,
@@ -125,10 +132,12 @@ class EspeakEngine:
             i += 1
         return 0
 
-    def synthesize(self, text: str, settings: VoiceSettings) -> Synthesis:
+    def synthesize(self, text: str, settings: VoiceSettings, seed: int | None = None) -> Synthesis:
         """Synthesise ``text`` with ``settings``; phone onsets come from espeak's phoneme events."""
         if threading.get_ident() != self._thread:
             raise TTSError("an EspeakEngine must be used from the thread that created it")
+        if seed is not None:
+            self._lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)
         if self._lib.espeak_SetVoiceByName(settings.voice.encode()) != 0:
             raise TTSError(f"unknown espeak-ng voice {settings.voice!r}")
         for param, value in ((PARAM_RATE, settings.rate), (PARAM_PITCH, settings.pitch),
@@ -157,6 +166,47 @@ def get_engine() -> EspeakEngine:
     if eng is None:
         eng = _ENGINES[pid] = EspeakEngine()
     return eng
+
+
+def synthesize_isolated(text: str, settings: VoiceSettings, seed: int = 0) -> Synthesis:
+    """Synthesise in a forked child that starts from a pristine espeak-ng state (byte-exact
+    determinism regardless of what was synthesised before). The calling process must never
+    synthesise itself (it never does when only this function is used). Without ``os.fork``
+    (Windows) this falls back to the process's engine, deterministic only per call order."""
+    import pickle
+
+    if not hasattr(os, "fork"):  # pragma: no cover - Linux/macOS have fork
+        log.warning("os.fork unavailable: espeak-ng output depends on the synthesis order")
+        return get_engine().synthesize(text, settings, seed)
+    if os.getpid() in _ENGINES:
+        raise TTSError("this process has used espeak-ng directly; isolated synthesis must fork from a pristine process")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: synthesise, send the pickled result, exit without cleanup handlers
+        code = 0
+        try:
+            os.close(rfd)
+            try:
+                result: object = get_engine().synthesize(text, settings, seed)
+            except Exception as exc:  # noqa: BLE001 - sent to the parent
+                result = TTSError(str(exc))
+            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(wfd, "wb") as f:
+                f.write(data)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise TTSError(f"espeak-ng child process failed (status {status}) for text {text!r}")
+    result = pickle.loads(data)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def onsets_to_segments(onsets: list[tuple[float, str]], end_s: float) -> list[tuple[float, float, str]]:
