@@ -200,7 +200,8 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
                     pooled = roc_auc(f["visual_weight"].to_numpy(), f["corrupted"].to_numpy())
             cleanvid = g[g["corruption"].astype(str) == "none"] if "corruption" in g else g
             rho = p_rho = np.nan
-            if "snr_db" in cleanvid and cleanvid["snr_db"].nunique() > 1 and len(cleanvid) > 2:
+            if ("snr_db" in cleanvid and cleanvid["snr_db"].nunique() > 1 and len(cleanvid) > 2
+                    and cleanvid["visual_weight_mean"].nunique() > 1):
                 res = sps.spearmanr(cleanvid["snr_db"].astype(float), cleanvid["visual_weight_mean"].astype(float))
                 rho, p_rho = float(res.statistic), float(res.pvalue)
             rows[s] = {

@@ -1,0 +1,122 @@
+"""Reliability-weight diagnostics and paper tables on synthetic data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.configtools import ConfigError
+from benchmark.report import diagnostics as diag
+from benchmark.report.reference import comparison_tables, load_reference
+from benchmark.report.tables import paper_table
+from benchmark.report.style import add_system_column, report_palette, system_order
+
+EXAMPLE_YAML = __import__("pathlib").Path(__file__).parents[1] / "benchmark" / "report" / "reference_example.yaml"
+
+
+def test_roc_auc_of_perfectly_separating_weight_is_one():
+    corrupted = np.array([0, 0, 1, 1, 1, 0, 1], dtype=bool)
+    w = np.where(corrupted, 0.1, 0.9) + np.linspace(0, 0.05, 7)
+    assert diag.roc_auc(w, corrupted) == 1.0
+    assert diag.roc_auc(1 - w, corrupted) == 0.0
+    assert diag.roc_auc(np.full(7, 0.5), corrupted) == 0.5
+    assert np.isnan(diag.roc_auc(w, np.zeros(7, bool)))  # one class only
+
+
+def test_visual_weight_prefers_decoder_and_handles_missing():
+    tr = {"weights_encoder": np.array([[0.7, 0.3]] * 3), "weights_decoder": np.array([[0.2, 0.8]] * 3)}
+    assert diag.visual_weight(tr).tolist() == [0.8] * 3
+    assert diag.visual_weight(tr, "encoder").tolist() == [0.3] * 3
+    assert diag.visual_weight({"weights_encoder": tr["weights_encoder"]}).tolist() == [0.3] * 3
+    assert diag.visual_weight({"cost": np.ones(3)}) is None
+
+
+def _write_traces(tmp_path, systems):
+    rows = []
+    rng = np.random.default_rng(0)
+    for s, kind in systems.items():
+        for u in range(4):
+            for snr in (-5.0, 5.0):
+                for corr in ("none", "occlusion"):
+                    level = np.zeros(50)
+                    if corr != "none":
+                        level[10:30] = 1.0
+                    p = tmp_path / f"{s}_{u}_{snr}_{corr}.npz"
+                    arrays = {"corruption_stft": level, "cost": np.ones(3), "frame_rate": 62.5}
+                    if kind == "tracks":
+                        w = np.clip(0.6 - 0.02 * snr - 0.4 * level + rng.normal(0, 0.02, 50), 0, 1)
+                        arrays["weights_decoder"] = np.stack([1 - w, w], 1)
+                    elif kind == "blind":
+                        w = rng.uniform(0, 1, 50)
+                        arrays["weights_decoder"] = np.stack([1 - w, w], 1)
+                    np.savez(p, **arrays)
+                    gain = 5 - (2.0 if (corr != "none" and kind == "none") else 0.2 if corr != "none" else 0)
+                    rows.append({"utt_id": f"u{u}", "condition_id": f"{snr}_{corr}", "item_id": f"{snr}_{corr}/u{u}",
+                                 "noise": "white", "snr_db": snr, "corruption": corr, "severity": 1.0 if corr != "none" else 0.0,
+                                 "model_id": s, "model": s, "fusion": s, "algorithm": "ldem", "traces_path": p.name,
+                                 "delta_si_sdr": gain + rng.normal(0, 0.05)})
+    return add_system_column(pd.DataFrame(rows))
+
+
+def test_reliability_table_tracks_weights_without_special_cases(tmp_path):
+    df = _write_traces(tmp_path, {"tracker": "tracks", "blindfold": "blind", "concatish": "none"})
+    frames = diag.frame_table(df, tmp_path)
+    assert set(frames["system"]) == {"tracker", "blindfold"}  # the system without weights has no frames
+    rel = diag.reliability_table(df, frames, n_boot=200).set_index("system")
+    print(rel[["auc", "auc_pooled", "corr_snr", "si_sdr_drop"]])
+    assert rel.loc["tracker", "auc"] == pytest.approx(1.0)
+    assert 0.3 < rel.loc["blindfold", "auc"] < 0.7
+    assert rel.loc["tracker", "corr_snr"] < -0.8  # more visual trust at low SNR
+    assert np.isnan(rel.loc["concatish", "auc"])
+    assert rel.loc["concatish", "si_sdr_drop"] == pytest.approx(2.0, abs=0.1)
+    assert rel.loc["tracker", "si_sdr_drop"] == pytest.approx(0.2, abs=0.1)
+    # without traces the per-row summaries of the results table are used
+    df2 = df.drop(columns=["traces_path"]).assign(visual_weight_mean=np.where(df["system"] == "tracker", 0.5, np.nan),
+                                                 visual_weight_auc=np.where(df["system"] == "tracker", 0.9, np.nan))
+    rel2 = diag.reliability_table(df2, diag.frame_table(df2, tmp_path), n_boot=50).set_index("system")
+    assert rel2.loc["tracker", "auc"] == pytest.approx(0.9)
+
+
+def test_paper_table_bold_markers_and_formats():
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(12):
+        for snr in (-5.0, 0.0, 5.0):
+            b = rng.normal(snr, 1)
+            for mid, fu, algo, d in (("a-vae", None, "ldem", 0), ("av-vae/concat", "concat", "ldem", 0.3),
+                                     ("av-vae/gated", "gated", "ldem", 1.5), ("", None, "oracle", 9.0)):
+                rows.append({"utt_id": f"u{u}", "condition_id": f"c{snr}", "snr_db": snr, "model_id": mid, "fusion": fu,
+                             "model": mid.split("/")[0], "algorithm": algo, "si_sdr": b + d + rng.normal(0, 0.1),
+                             "status": "ok"})
+    df = add_system_column(pd.DataFrame(rows))
+    order = system_order(df)
+    assert order[0] == "oracle"  # baselines (no model) first
+    t = paper_table(df, "si_sdr", systems=order, n_boot=200)
+    assert t.columns == ["-5 dB", "0 dB", "5 dB", "Avg."]
+    assert t.best.loc["av-vae/gated"].all() and not t.best.loc["oracle"].any()  # the oracle is not ranked
+    assert all("†" in m and "‡" in m for m in t.markers.loc["av-vae/gated"])
+    assert all(m == "" for m in t.markers.loc["a-vae"])
+    md, tex = t.to_markdown(), t.to_latex()
+    assert "**" in md and "| av-vae/gated |" in md
+    assert r"\toprule" in tex and r"\textbf{" in tex and r"\dagger" in tex
+    long = pd.read_csv(__import__("io").StringIO(t.to_csv()))
+    assert {"system", "column", "mean", "ci_low", "ci_high", "n", "n_nan", "n_failed"} <= set(long.columns)
+    pal = report_palette(df)
+    assert len(set(pal.values())) == len(pal)
+
+
+def test_reference_yaml_example_and_errors(tmp_path):
+    ref = load_reference(EXAMPLE_YAML)
+    assert ref["format_example"] is True
+    assert all(v is None for t in ref["tables"] for e in t["entries"] for v in e["values"].values())
+    df = pd.DataFrame({"model_id": ["a-vae"] * 2, "snr_db": [-5.0, 5.0], "si_sdr": [1.0, 3.0]})
+    (title, tab, note), *_ = comparison_tables(ref, df, corpus_name="synthetic", synthetic=True)
+    assert "DIFFERENT DATA" in note and "FORMAT EXAMPLE" in note
+    ours = tab[tab["row"].str.startswith("ours: model_id=a-vae")].iloc[0]
+    assert ours["-5 dB"] == 1.0 and ours["5 dB"] == 3.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tables:\n  - source: x\n    metric: si_sdr\n    entries:\n      - label: A\n        values: {0: high}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*values\[0\]"):
+        load_reference(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_reference(tmp_path / "missing.yaml")

@@ -1,0 +1,82 @@
+"""End to end: a fake run folder -> write_report / the `report` subcommand -> files + HTML in Chromium."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from benchmark.audio_io import DataError
+from benchmark.report.api import write_report
+from benchmark.report.synthetic_run import FakeRunSpec, write_fake_run
+from benchmark.spec import ReportSpec
+
+from browser_helpers import chromium_or_skip, run_chromium
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    run = write_fake_run(base / "runs" / "fake", FakeRunSpec(n_utts=2, snrs_db=[-5.0, 5.0], duration_s=1.0,
+                                                              corruptions=["none", "occlusion@1.0"]))
+    spec = ReportSpec(bootstrap=100, n_examples=1, figure_formats=["png"], metrics=["si_sdr", "stoi"])
+    index = write_report(run, base / "reports" / "fake", spec, progress=False)
+    return run, index
+
+
+def test_report_writes_all_parts(report):
+    run, index = report
+    out = index.parent
+    html = index.read_text()
+    for name in ("si_sdr", "stoi", "delta_si_sdr", "si_sdr_noise-white", "reliability", "efficiency"):
+        for ext in ("md", "tex", "csv"):
+            assert (out / "tables" / f"{name}.{ext}").exists(), f"{name}.{ext}"
+    assert (out / "tables" / "paired_tests.csv").exists() and (out / "tables" / "summary_stats.csv").exists()
+    figs = {p.name for p in (out / "figures").glob("*.png")}
+    for f in ("delta_si_sdr_vs_snr.png", "robustness_delta_si_sdr.png", "visual_weight_distributions.png",
+              "reliability_vs_robustness.png", "quality_vs_compute.png"):
+        assert f in figs
+    assert any(f.startswith("weights_example_") for f in figs) and any(f.startswith("spectrograms_") for f in figs)
+    # self-contained: embedded images and audio, nothing fetched from elsewhere
+    assert html.count("data:image/png;base64,") >= 6
+    assert html.count('<audio controls') >= 3 and "data:audio/wav;base64," in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    for system in ("av-vae/gated", "mixture-vae", "a-vae", "oracle-wiener"):
+        assert system in html
+    assert "FAKE" in html and "1 failed" in html
+    summary = (out / "summary.md").read_text()
+    assert "| av-vae/modality-attention |" in summary and "Reliability-weight diagnostics" in summary
+    rel = (out / "tables" / "reliability.csv").read_text()
+    assert "mixture-vae" in rel and "av-vae/concat" in rel  # concat: the drop only, no weights
+
+
+def test_report_subcommand_and_bad_input(tmp_path, report):
+    from benchmark.cli import main
+
+    run, _ = report
+    with pytest.raises(SystemExit, match="results.parquet"):
+        main(["report", str(tmp_path), "--out", str(tmp_path / "r")])
+    with pytest.raises(DataError, match="does not exist"):
+        write_report(tmp_path / "nope", tmp_path / "r")
+
+
+@pytest.mark.browser
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    binary = chromium_or_skip()
+    _, index = report
+    url = index.resolve().as_uri()
+    dom = run_chromium(binary, url, tmp_path / "profile", "--dump-dom", "--enable-logging=stderr", "--v=0")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    m = re.search(r'<div id="js-status"([^>]*)>([^<]*)<', dom.stdout)
+    assert m, "status element missing from the rendered DOM"
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', m.group(1)))
+    print("js-status:", attrs, m.group(2))
+    assert attrs.get("data-errors") == "0", m.group(2)
+    assert attrs.get("data-ready") == "1"
+    assert int(attrs["data-images"]) >= 6 and attrs["data-images-ok"] == attrs["data-images"]
+    assert int(attrs["data-audio"]) >= 3
+    console_errors = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln and ("rror" in ln or "Uncaught" in ln)]
+    assert not console_errors, console_errors
+    shot = tmp_path / "report.png"
+    r = run_chromium(binary, url, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2000")
+    assert r.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000
+    print("screenshot:", shot)
