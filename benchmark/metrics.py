@@ -259,6 +259,20 @@ def _one(metric: Metric, ref, est, mixture, sr: int, pesq_mode: str, what: str, 
         return math.nan, f"{type(exc).__name__}: {exc}"
 
 
+def score_input(
+    ref: np.ndarray, mixture: np.ndarray, *, names: Sequence[str] = DEFAULT_METRICS, sr: int = 16000, pesq_mode: str = "wb"
+) -> dict[str, Any]:
+    """The ``input_<col>`` and ``input_<col>_error`` scores of the unprocessed mixture (compute once
+    per item and pass to :func:`score_pair` as ``inputs`` when scoring several estimates)."""
+    out: dict[str, Any] = {}
+    cache: dict = {}
+    for name in names:
+        metric = METRICS.get(name)
+        col = metric.column(pesq_mode)
+        out[f"input_{col}"], out[f"input_{col}_error"] = _one(metric, ref, mixture, mixture, sr, pesq_mode, "mixture", cache)
+    return out
+
+
 def score_pair(
     ref: np.ndarray,
     est: np.ndarray,
@@ -267,19 +281,25 @@ def score_pair(
     names: Sequence[str] = DEFAULT_METRICS,
     sr: int = 16000,
     pesq_mode: str = "wb",
+    inputs: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
-    """Score one (reference, estimate) pair; with ``mixture`` also input_* and delta_* columns."""
+    """Score one (reference, estimate) pair; with ``mixture`` also input_* and delta_* columns
+    (``inputs``: the mixture's scores from :func:`score_input`, reused instead of recomputed)."""
     out: dict[str, Any] = {}
     cache: dict = {}  # shares the [clean, noise] BSS decomposition between sir and sar
     for name in names:
         metric = METRICS.get(name)
         col = metric.column(pesq_mode)
         out[col], out[f"{col}_error"] = _one(metric, ref, est, mixture, sr, pesq_mode, "estimate", cache)
-        if mixture is not None:
-            iv, ie = _one(metric, ref, mixture, mixture, sr, pesq_mode, "mixture", cache)
-            out[f"input_{col}"], out[f"input_{col}_error"] = iv, ie
+    if mixture is not None:
+        if inputs is None or any(f"input_{METRICS.get(n).column(pesq_mode)}" not in inputs for n in names):
+            inputs = score_input(ref, mixture, names=names, sr=sr, pesq_mode=pesq_mode)
+        for name in names:
+            col = METRICS.get(name).column(pesq_mode)
+            iv = inputs[f"input_{col}"]
+            out[f"input_{col}"], out[f"input_{col}_error"] = iv, inputs[f"input_{col}_error"]
             out[f"delta_{col}"] = out[col] - iv if not (math.isnan(iv) or math.isnan(out[col])) else math.nan
-    return out
+    return {c: out[c] for c in metric_columns(names, pesq_mode, with_input=mixture is not None)}
 
 
 def _load(x: Any, sr: int) -> np.ndarray:
