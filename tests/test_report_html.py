@@ -18,7 +18,7 @@ def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     run = write_fake_run(base / "runs" / "fake", FakeRunSpec(n_utts=2, snrs_db=[-5.0, 5.0], duration_s=1.0,
                                                               corruptions=["none", "occlusion@1.0"]))
-    spec = ReportSpec(bootstrap=100, n_examples=1, figure_formats=["png"], metrics=["si_sdr", "stoi"])
+    spec = ReportSpec(bootstrap=100, n_examples=1, figure_formats=["png"], metrics=["si_sdr"])
     index = write_report(run, base / "reports" / "fake", spec, progress=False)
     return run, index
 
@@ -27,9 +27,10 @@ def test_report_writes_all_parts(report):
     run, index = report
     out = index.parent
     html = index.read_text()
-    for name in ("si_sdr", "stoi", "delta_si_sdr", "si_sdr_noise-white", "reliability", "efficiency"):
+    for name in ("si_sdr", "delta_si_sdr", "si_sdr_noise-white", "reliability", "efficiency"):
         for ext in ("md", "tex", "csv"):
             assert (out / "tables" / f"{name}.{ext}").exists(), f"{name}.{ext}"
+    assert not (out / "tables" / "stoi.md").exists()  # report.metrics restricts the tables
     assert (out / "tables" / "paired_tests.csv").exists() and (out / "tables" / "summary_stats.csv").exists()
     figs = {p.name for p in (out / "figures").glob("*.png")}
     for f in ("delta_si_sdr_vs_snr.png", "robustness_delta_si_sdr.png", "visual_weight_distributions.png",

@@ -261,7 +261,7 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         figs["noise_facets"] = plots.metric_vs_snr(df, main_delta, ctx.pal, order, ctx.figures / f"{main_delta}_by_noise", facet="noise", **pk)
     if main_delta:
         figs["robustness"] = plots.robustness_curves(df, main_delta, ctx.pal, order, ctx.figures / f"robustness_{main_delta}", **pk)
-    if "stoi" in df:
+    if "stoi" in metrics:
         figs["robustness_stoi"] = plots.robustness_curves(df, "stoi", ctx.pal, order, ctx.figures / "robustness_stoi", **pk)
     steps.update()
     sample = diag.sample_frames(frames, 4000, ["system", "snr_db", "corruption_level"], seed=rs.seed) if not frames.empty else frames
