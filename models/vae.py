@@ -143,6 +143,12 @@ class _VAEBase(SpeechModel):
         self.in_mean.copy_(mean.reshape(-1))
         self.in_std.copy_(std.reshape(-1).clamp_min(1e-3))
 
+    def init_output_bias(self, mean_log_power: torch.Tensor) -> None:
+        """Start the decoder at the average training log-power per frequency (a training-speed
+        initialisation; the published code starts from PyTorch's default)."""
+        with torch.no_grad():
+            self.dec_out.bias.copy_(mean_log_power.reshape(-1))
+
     def encoder_input(self, power: torch.Tensor) -> torch.Tensor:
         if power.shape[-1] != self.config.n_freq:
             raise ValueError(f"{self.name}: expected {self.config.n_freq} frequency bins, got {power.shape[-1]}")

@@ -1,7 +1,10 @@
 """``uncertainty``: precision-weighted fusion (product of Gaussian experts, MVAE-style).
 
 Each stream predicts a mean and a log-variance per hidden unit from its own features (plus the
-shared temporal context when configured): ``mu_m = W_m x_m``, ``logvar_m = U_m [x_m (; ctx)]``.
+shared temporal context when configured): ``mu_m = LN(W_m x_m)``, ``logvar_m = U_m [x_m (; ctx)]``.
+The means are layer-normalised without affine parameters, so an expert cannot silence itself by
+shrinking its mean: a stream can only be down-weighted through its precision, which makes the
+precision the reliability signal (our design choice).
 With precisions ``T_m = exp(-logvar_m)`` the fused mean is ``sum_m T_m mu_m / sum_m T_m`` (optionally
 with the N(0, 1) prior expert of Wu & Goodman 2018), and ``fused = tanh(mean)``. Weights per frame:
 the normalised precisions of the two streams averaged over units. A PoE fusion *inside* a VAE
@@ -27,6 +30,7 @@ class UncertaintyFusion(Fusion):
         self.mu_v = nn.Linear(c.visual_dim, c.out_dim)
         self.lv_a = nn.Linear(c.audio_dim + self.context_dim, c.out_dim)
         self.lv_v = nn.Linear(c.visual_dim + self.context_dim, c.out_dim)
+        self.norm = nn.LayerNorm(c.out_dim, elementwise_affine=False)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor) -> FusionOutput:
         c = self.config
@@ -38,15 +42,16 @@ class UncertaintyFusion(Fusion):
         lv_v = self.lv_v(v_in).clamp(-c.logvar_clamp, c.logvar_clamp)
         t_a, t_v = torch.exp(-lv_a), torch.exp(-lv_v)
         total = t_a + t_v + (1.0 if c.prior_expert else 0.0)
-        mean = (t_a * self.mu_a(audio) + t_v * self.mu_v(visual)) / total
+        mean = (t_a * self.norm(self.mu_a(audio)) + t_v * self.norm(self.mu_v(visual))) / total
         wv = (t_v / (t_a + t_v)).mean(-1)
         extras = {"logvar": -torch.log(total), "precision_audio": t_a.mean(-1), "precision_visual": t_v.mean(-1)}
         return FusionOutput(torch.tanh(mean), torch.stack([1 - wv, wv], dim=-1), extras)
 
     def init_audio_identity(self) -> bool:
-        ok = identity_(self.mu_a)
-        if ok:  # start trusting the audio expert (precision ratio e^4 : 1)
-            with torch.no_grad():
-                self.lv_a.bias.fill_(-2.0)
-                self.lv_v.bias.fill_(2.0)
-        return ok
+        """Not an exact identity (the expert means are layer-normalised): start with the identity
+        audio projection and trust in the audio expert (precision ratio e^4 : 1); returns False."""
+        identity_(self.mu_a)
+        with torch.no_grad():
+            self.lv_a.bias.fill_(-2.0)
+            self.lv_v.bias.fill_(2.0)
+        return False

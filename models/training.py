@@ -1,0 +1,328 @@
+"""Clean-speech training of the speech VAEs, with early stopping and visual-reliability augmentation.
+
+:func:`train_model` trains one :class:`~benchmark.spec.ModelEntry` on the corpus's ``train`` split
+(clean audio + clean lips; nothing noisy is ever seen), early-stops on the ``val`` split and
+writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` into ``out_dir``.
+
+* Batches of ``batch_size`` sequences of ``seq_len`` STFT frames (non-overlapping chunks of the
+  utterances, last one padded and masked), so temporal layers and fusions see context. (The
+  published A-VAE used batches of 128 independent frames; with the frame-wise A-VAE the two are
+  the same objective.)
+* Adam with ``lr`` (published 1e-4; see the smoke preset for what converges in minutes on CPU),
+  ``patience`` epochs of early stopping on the validation negative ELBO, the best weights kept
+  (a *copy*, not a reference: trap T12 of the reference code), optional linear KL warm-up over
+  ``kl_warmup_epochs`` (off by default, as published), an optional wall-clock budget.
+* AV models: optional initialisation from a trained A-VAE (``init_from``), and the augmentation of
+  :mod:`models.augment` when ``reliability_augmentation`` is on (validation always uses clean video).
+* Determinism: weights are initialised under ``torch.manual_seed(derive_seed(seed, label))`` and
+  every random draw (batch order, reparameterisation noise, augmentation) comes from generators
+  seeded by the seed, the model label and the epoch: the same settings give the same checkpoint
+  on CPU.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.configtools import from_dict, to_dict
+from benchmark.seeding import derive_seed, stable_hash
+from benchmark.spec import ModelEntry, TrainingSpec
+from models.augment import AugmentConfig, VisualAugmenter
+from models.base import SpeechModel
+from models.checkpoint import CHECKPOINT_FILE, build_model, load, save
+from models.features import ClipItem, chunk_bounds, load_split, pad_batch
+from models.spectral import STFTConfig, lips_to_stft_rate
+
+log = logging.getLogger(__name__)
+
+CURVE_COLUMNS = ["epoch", "beta", "train_loss", "train_is_per_bin", "train_kl", "val_loss", "val_is_per_bin",
+                 "val_kl", "seconds"]
+
+
+@dataclass
+class TrainingData:
+    """Loaded train/val splits (reuse one across models of the same corpus and lip size)."""
+
+    corpus_root: Path
+    lip_size: int
+    train: list[ClipItem]
+    val: list[ClipItem]
+
+
+def load_training_data(corpus_root: str | Path, lip_size: int = 64, *, progress: bool = True,
+                       stft_cfg: STFTConfig = STFTConfig()) -> TrainingData:
+    """Load the corpus's train and val splits as :class:`~models.features.ClipItem` lists."""
+    root = Path(corpus_root)
+    train = load_split(root, "train", lip_size=lip_size, stft_cfg=stft_cfg, progress=progress)
+    val = load_split(root, "val", lip_size=lip_size, stft_cfg=stft_cfg, progress=progress)
+    return TrainingData(root, lip_size, train, val)
+
+
+def resolve_training(entry: ModelEntry, training: TrainingSpec) -> TrainingSpec:
+    """``training`` with the entry's ``training`` overrides applied and validated."""
+    if not entry.training:
+        return training
+    return from_dict(TrainingSpec, {**to_dict(training), **entry.training}, source=f"model {entry.label!r} training")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def input_stats(items: list[ClipItem]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frequency mean and std of ``log(|S|^2 + eps)`` over all training frames."""
+    from models.vae import LOG_EPS
+
+    s = torch.zeros(items[0].power.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    n = 0
+    for it in items:
+        lp = torch.log(it.power.double() + LOG_EPS)
+        s += lp.sum(0)
+        s2 += lp.pow(2).sum(0)
+        n += lp.shape[0]
+    mean = s / n
+    std = (s2 / n - mean.pow(2)).clamp_min(0).sqrt()
+    return mean.float(), std.float()
+
+
+class _Batcher:
+    """Builds padded batches of sequence chunks, with per-epoch (augmented) lips."""
+
+    def __init__(self, items: list[ClipItem], seq_len: int, batch_size: int, audio_visual: bool,
+                 augmenter: Optional[VisualAugmenter], stft_cfg: STFTConfig) -> None:
+        self.items = items
+        self.chunks = [(i, s, e) for i, it in enumerate(items) for s, e in chunk_bounds(it.n_frames, seq_len)]
+        self.batch_size = batch_size
+        self.audio_visual = audio_visual
+        self.augmenter = augmenter
+        self.stft_cfg = stft_cfg
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.chunks) / self.batch_size)
+
+    def batches(self, epoch: int, generator: Optional[torch.Generator]):
+        order = torch.randperm(len(self.chunks), generator=generator).tolist() if generator is not None \
+            else list(range(len(self.chunks)))
+        lips_cache: dict[int, np.ndarray] = {}
+        for b in range(0, len(order), self.batch_size):
+            sel = [self.chunks[k] for k in order[b:b + self.batch_size]]
+            powers = [self.items[i].power[s:e] for i, s, e in sel]
+            lips = None
+            if self.audio_visual:
+                lips = []
+                for i, s, e in sel:
+                    if i not in lips_cache:
+                        it = self.items[i]
+                        frames = it.lips_video
+                        if self.augmenter is not None:
+                            frames, _ = self.augmenter(frames, it.utt_id, epoch)
+                        lips_cache[i] = lips_to_stft_rate(frames, it.n_frames, it.fps, self.stft_cfg)
+                    lips.append(torch.from_numpy(np.ascontiguousarray(lips_cache[i][s:e])).float().div_(255.0))
+            yield pad_batch(powers, lips)
+
+
+def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.device, beta: float,
+               optimizer: Optional[torch.optim.Optimizer], order_gen: Optional[torch.Generator],
+               noise_gen: torch.Generator) -> dict[str, float]:
+    train = optimizer is not None
+    model.train(train)
+    tot = {"loss": 0.0, "is_per_bin": 0.0, "kl": 0.0}
+    n_frames = 0.0
+    with torch.set_grad_enabled(train):
+        for power, lips, mask in batcher.batches(epoch, order_gen):
+            power, mask = power.to(device), mask.to(device)
+            lips = lips.to(device) if lips is not None else None
+            vfeat = model.visual_features(lips, mask) if model.is_audio_visual else None
+            out = model.training_loss(power, vfeat, mask, beta=beta, generator=noise_gen)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                optimizer.step()
+            w = float(mask.sum())
+            n_frames += w
+            for k in tot:
+                tot[k] += float(out[k].detach()) * w
+    return {k: v / max(n_frames, 1.0) for k, v in tot.items()}
+
+
+def train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, out_dir: Path, *,
+                init_from: Optional[Path] = None, progress: bool = True, data: Optional[TrainingData] = None,
+                augment: Optional[AugmentConfig] = None) -> Path:
+    """Train ``entry`` on clean speech; write checkpoint, config, curves; return the checkpoint path.
+
+    ``init_from``: an A-VAE checkpoint to initialise an AV model from (ignored for the A-VAE).
+    ``data``: pre-loaded splits (must match the model's lip size). ``augment``: augmentation
+    settings (default :class:`~models.augment.AugmentConfig` with the training seed)."""
+    t0 = time.time()
+    tr = resolve_training(entry, training)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(tr.device)
+    label = entry.label
+    params = dict(entry.params)
+    if entry.name == "a-vae" and entry.fusion:
+        raise ValueError(f"model {label!r}: the audio-only a-vae takes no fusion (got {entry.fusion!r})")
+    torch.manual_seed(derive_seed(tr.seed, label, "init"))
+    model = build_model(entry.name, params, fusion=entry.fusion)
+    lip_size = int(getattr(model.config, "lip_size", 64))
+    if data is None or (model.is_audio_visual and data.lip_size != lip_size):
+        data = load_training_data(corpus_root, lip_size, progress=progress)
+    if not data.train or not data.val:
+        raise ValueError(f"{corpus_root}: training needs non-empty train and val splits")
+
+    mean, std = input_stats(data.train)
+    model.set_input_stats(mean, std)
+    model.init_output_bias(mean)
+    init_info: list[str] = []
+    if init_from is not None and model.is_audio_visual:
+        base = load(init_from)
+        init_info = model.init_from_avae(base)
+        log.info("%s: initialised from A-VAE %s (%d tensors)", label, init_from, len(init_info))
+    model.to(device)
+
+    aug_cfg = augment or AugmentConfig(seed=tr.seed)
+    augmenter = VisualAugmenter(aug_cfg) if (model.is_audio_visual and tr.reliability_augmentation) else None
+    stft_cfg = STFTConfig()
+    train_b = _Batcher(data.train, tr.seq_len, tr.batch_size, model.is_audio_visual, augmenter, stft_cfg)
+    val_b = _Batcher(data.val, tr.seq_len, tr.batch_size, model.is_audio_visual, None, stft_cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tr.lr)
+
+    curves: list[dict[str, float]] = []
+    best = {"val_loss": float("inf"), "epoch": -1}
+    best_state = copy.deepcopy(model.state_dict())
+    bad = 0
+    stop_reason = "max epochs"
+    bar = tqdm(range(tr.epochs), desc=f"train {label}", disable=not progress, leave=False)
+    for epoch in bar:
+        te = time.time()
+        beta = min(1.0, (epoch + 1) / tr.kl_warmup_epochs) if tr.kl_warmup_epochs > 0 else 1.0
+        order_gen = torch.Generator().manual_seed(derive_seed(tr.seed, label, "order", epoch))
+        noise_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, label, "noise", epoch))
+        trm = _run_epoch(model, train_b, epoch, device, beta, optimizer, order_gen, noise_gen)
+        val_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, "val-noise"))
+        vam = _run_epoch(model, val_b, 0, device, 1.0, None, None, val_gen)
+        row = {"epoch": epoch + 1, "beta": beta, "train_loss": trm["loss"], "train_is_per_bin": trm["is_per_bin"],
+               "train_kl": trm["kl"], "val_loss": vam["loss"], "val_is_per_bin": vam["is_per_bin"],
+               "val_kl": vam["kl"], "seconds": time.time() - te}
+        curves.append(row)
+        bar.set_postfix(train=f"{trm['loss']:.1f}", val=f"{vam['loss']:.1f}", val_is=f"{vam['is_per_bin']:.3f}")
+        log.debug("%s epoch %d: %s", label, epoch + 1, row)
+        if not all(math.isfinite(v) for v in row.values()):
+            stop_reason = f"non-finite loss at epoch {epoch + 1}"
+            log.warning("%s: %s; keeping the best weights so far", label, stop_reason)
+            break
+        # early stopping on the full validation objective, only once the KL weight is 1
+        if beta >= 1.0 and vam["loss"] < best["val_loss"]:
+            best = {"val_loss": vam["loss"], "val_is_per_bin": vam["is_per_bin"], "val_kl": vam["kl"], "epoch": epoch + 1}
+            best_state = copy.deepcopy(model.state_dict())
+            bad = 0
+        elif beta >= 1.0:
+            bad += 1
+            if bad > tr.patience:
+                stop_reason = f"early stop (no val improvement in {tr.patience} epochs)"
+                break
+        if tr.max_minutes is not None and (time.time() - t0) / 60 > tr.max_minutes:
+            stop_reason = f"time budget {tr.max_minutes} min"
+            break
+    bar.close()
+    if best["epoch"] < 0:  # never reached beta = 1 (or diverged at once): keep the last weights
+        best = {"val_loss": curves[-1]["val_loss"], "val_is_per_bin": curves[-1]["val_is_per_bin"],
+                "val_kl": curves[-1]["val_kl"], "epoch": len(curves)}
+        best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.cpu()
+
+    cost = model.cost_summary() if hasattr(model, "cost_summary") else {}
+    meta: dict[str, Any] = {
+        "label": label, "entry": to_dict(entry), "training": to_dict(tr), "corpus_root": str(corpus_root),
+        "init_from": str(init_from) if init_from else None, "init_copied": len(init_info),
+        "augmentation": ({**asdict(aug_cfg), "kinds": augmenter.kinds, "shared_corruptions": augmenter.shared}
+                         if augmenter is not None else None),
+        "epochs_run": len(curves), "best_epoch": best["epoch"], "stop_reason": stop_reason,
+        "best_val_loss": best["val_loss"], "best_val_is_per_bin": best["val_is_per_bin"], "best_val_kl": best["val_kl"],
+        "train_frames": sum(it.n_frames for it in data.train), "val_frames": sum(it.n_frames for it in data.val),
+        "train_seconds": time.time() - t0, "params": cost.get("params"), "macs_per_frame": cost.get("macs"),
+        "device": str(device), "train_key": training_key(entry, tr, corpus_root, init_from),
+    }
+    ckpt = save(model, out_dir, meta=meta)
+    write_curves(curves, out_dir, title=label)
+    log.info("%s: %d epochs (%s), best epoch %d, val loss %.2f, val IS/bin %.4f, %.1f s", label, len(curves),
+             stop_reason, best["epoch"], best["val_loss"], best["val_is_per_bin"], meta["train_seconds"])
+    return ckpt
+
+
+def training_key(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, init_from: Optional[Path]) -> str:
+    """Content hash of what determines a training run (for skip-if-done decisions)."""
+    sidecar = Path(corpus_root) / "corpus.json"
+    corpus_sig = sidecar.read_text() if sidecar.exists() else str(corpus_root)
+    init_sig = ""
+    if init_from is not None:
+        from models.checkpoint import read_meta
+
+        try:
+            init_sig = read_meta(init_from).get("meta", {}).get("train_key", str(init_from))
+        except FileNotFoundError:
+            init_sig = str(init_from)
+    return stable_hash("train/1", to_dict(entry), to_dict(training), corpus_sig, init_sig)
+
+
+def write_curves(curves: list[dict[str, float]], out_dir: Path, *, title: str = "") -> tuple[Path, Path]:
+    """``curves.csv`` and ``curves.png`` (train/val loss and IS divergence per epoch)."""
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "curves.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        w.writeheader()
+        for r in curves:
+            w.writerow(r)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in curves]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(ep, [r["train_loss"] for r in curves], label="train")
+    axes[0].plot(ep, [r["val_loss"] for r in curves], label="val")
+    axes[0].set_ylabel("negative ELBO per frame")
+    axes[1].plot(ep, [r["train_is_per_bin"] for r in curves], label="train")
+    axes[1].plot(ep, [r["val_is_per_bin"] for r in curves], label="val")
+    axes[1].set_ylabel("IS divergence per TF bin")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    png = out_dir / "curves.png"
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return csv_path, png
+
+
+def is_trained(out_dir: Path, key: str) -> bool:
+    """Whether ``out_dir`` holds a checkpoint trained with the same :func:`training_key`."""
+    from models.checkpoint import read_meta
+
+    if not (Path(out_dir) / CHECKPOINT_FILE).exists():
+        return False
+    try:
+        return read_meta(out_dir).get("meta", {}).get("train_key") == key
+    except (FileNotFoundError, ValueError):
+        return False
