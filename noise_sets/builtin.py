@@ -519,7 +519,7 @@ ALIASES = {"LR": "living-room", "White": "white", "Cafe": "cafe", "Car": "car", 
 
 def _register_all() -> None:
     for name, (cls, fixed) in _BUILTINS.items():
-        doc = _DOCS.get(name) or " ".join((cls.__doc__ or name).split())
+        doc = _DOCS.get(name) or " ".join((cls.__doc__ or name).replace("``", "").split())
         NOISES.register(name, _factory(cls, fixed, doc))
     for alias, target in ALIASES.items():
         cls, fixed = _BUILTINS[target]
