@@ -4,6 +4,7 @@ sounds as a harmonic tone with its own pitch/brightness (state 0 = near silence)
 rectangle whose opening and width depend on k. The video therefore truly tells the spectrum."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,15 @@ from benchmark.corpus.manifest import ManifestRow, read_manifest, write_manifest
 SR, FPS, LIP = 16000, 25.0, 16
 
 
+@lru_cache(maxsize=None)
+def _band(lo: float):
+    from scipy.signal import butter
+
+    return butter(2, [lo, lo * 2.2], btype="band", fs=SR, output="sos")
+
+
 def _utterance(rng: np.random.Generator, n_video: int, speaker_shift: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.signal import butter, sosfilt
+    from scipy.signal import sosfilt
 
     states = []
     while len(states) < n_video:
@@ -29,7 +37,7 @@ def _utterance(rng: np.random.Generator, n_video: int, speaker_shift: float) -> 
             seg = 0.002 * noise
         else:  # a band of noise whose centre and level depend on the state (and a little on the speaker)
             lo = 250.0 * k * speaker_shift
-            sos = butter(2, [lo, lo * 2.2], btype="band", fs=SR, output="sos")
+            sos = _band(lo)
             seg = (0.05 + 0.02 * k) * sosfilt(sos, noise) * 3
         audio[i * spf:(i + 1) * spf] = seg[256:] + 0.001 * rng.standard_normal(spf)
     lips = np.full((n_video, LIP, LIP), 90, np.uint8)
