@@ -246,12 +246,12 @@ def quality_vs_compute(eff: pd.DataFrame, pal: Mapping[str, str], order: Sequenc
             row = e[e["system"] == s]
             if row.empty or not np.isfinite(row[col].iloc[0]) or not np.isfinite(row[quality].iloc[0]):
                 continue
-            ax.scatter(row[col], row[quality], s=70, color=colour_of(pal, s), edgecolor="white", lw=0.8, label=s, zorder=3)
-            ax.annotate(s, (row[col].iloc[0], row[quality].iloc[0]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.scatter(row[col], row[quality], s=80, color=colour_of(pal, s), edgecolor="white", lw=0.8, label=s, zorder=3)
         ax.set_xscale("log")
         ax.set_xlabel(lab)
     axes[0][0].set_ylabel(metric_label(quality))
     fig.suptitle("Quality vs compute", fontweight="bold")
+    _legend_outside(fig, axes[0][0])
     fig.tight_layout()
     return save(fig, stem)
 
@@ -349,6 +349,7 @@ def weight_trace_example(lips: Optional[np.ndarray], lip_corruption: Optional[np
     vmax = float(np.percentile(S, 99.5))
     ax.imshow(S.T, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax, extent=(0, dur, 0, sr / 2000))
     ax.set_ylabel("kHz")
+    ax.tick_params(labelbottom=False)
     ax.set_title("noisy input", fontsize=10, loc="left")
     ax.grid(False)
     for a, b in spans:
