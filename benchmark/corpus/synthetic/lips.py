@@ -59,28 +59,33 @@ class LipRenderer:
         self.app = appearance
         self.ss = supersample or int(min(4, max(2, np.ceil(192 / self.size))))
         self.S = self.size * self.ss
-        yy, xx = np.mgrid[0 : self.S, 0 : self.S].astype(np.float32) / self.S
-        self._yy, self._xx = yy, xx
+        grid = ((np.arange(self.S, dtype=np.float32) + 0.5) / self.S)
+        self._yy, self._xx = grid[:, None], grid[None, :]  # broadcastable column / row
         self._u = np.linspace(-1.0, 1.0, 41)
+        self._base_skin = self._static_skin()
 
     def _mask(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         m = np.zeros((self.S, self.S), np.uint8)
         cv2.fillPoly(m, [_poly(xs, ys, self.SHIFT)], 255, lineType=cv2.LINE_AA, shift=self.SHIFT)
         return m.astype(np.float32) / 255.0
 
-    def _skin(self, jaw: float) -> np.ndarray:
+    def _static_skin(self) -> np.ndarray:
+        """Skin shading that does not move with the mouth (light from above, nose, folds)."""
         a, S, yy, xx = self.app, self.S, self._yy, self._xx
         img = np.full((S, S), a.skin, np.float32)
         img *= 1.0 - 0.10 * (yy - 0.5)  # top a bit brighter (light from above)
         img *= 1.0 - 0.18 * np.exp(-((yy - 0.02) / 0.08) ** 2)  # nose base shadow
-        # nasolabial folds (soft dark arcs at the sides)
-        for side in (-1.0, 1.0):
+        for side in (-1.0, 1.0):  # nasolabial folds (soft dark arcs at the sides)
             fx = a.centre_x + side * (a.mouth_half_width + 0.09 + 0.6 * (0.45 - yy) ** 2)
             img *= 1.0 - 0.07 * np.exp(-((xx - fx) / 0.03) ** 2 - ((yy - 0.42) / 0.22) ** 2)
-        # chin / mentolabial fold moves down with the jaw
-        cy = a.centre_y + a.lower_thickness + 0.10 + jaw
-        img *= 1.0 - 0.12 * np.exp(-((yy - cy) / 0.03) ** 2 - ((xx - a.centre_x) / 0.25) ** 2)
         return img
+
+    def _skin(self, jaw: float) -> np.ndarray:
+        """Skin with the chin / mentolabial fold, which moves down with the jaw."""
+        a = self.app
+        cy = a.centre_y + a.lower_thickness + 0.10 + jaw
+        chin = np.exp(-((self._yy - cy) / 0.03) ** 2) * np.exp(-((self._xx - a.centre_x) / 0.25) ** 2)
+        return self._base_skin * (1.0 - 0.12 * chin)
 
     def render_pose(self, open_: float, width: float, round_: float, teeth: float, tongue: float) -> np.ndarray:
         """One frame (float32, supersampled, before motion/noise) for articulation parameters."""
@@ -101,12 +106,11 @@ class LipRenderer:
         y_ol = cy + lo * g_out + lt * np.clip(1 - u ** 2, 0, 1) ** 0.55
         y_iu, y_il = cy - up * g_in, cy + lo * g_in
         jaw = 0.6 * lo
-        img = self._skin(jaw) * S / S  # (float32 copy)
+        img = self._skin(jaw)
 
         lips = self._mask(np.r_[xo, xo[::-1]] * S, np.r_[y_ou, y_ol[::-1]] * S)
-        lip_img = np.full_like(img, a.lip)
-        # lower-lip highlight and darker upper lip
-        lip_img *= np.where(self._yy < cy, 0.92, 1.0 + 0.10 * np.exp(-((self._yy - (cy + lo + 0.55 * lt)) / (0.3 * lt + 1e-3)) ** 2))
+        # lower-lip highlight and darker upper lip (a per-row shade)
+        lip_img = a.lip * np.where(self._yy < cy, 0.92, 1.0 + 0.10 * np.exp(-((self._yy - (cy + lo + 0.55 * lt)) / (0.3 * lt + 1e-3)) ** 2))
         img = img * (1 - lips) + lip_img * lips
         # mouth line / corners shading
         line = np.exp(-((self._yy - cy) / 0.008) ** 2) * (np.abs(self._xx - cx) < hw)
@@ -117,7 +121,7 @@ class LipRenderer:
         if open_h > 1e-3:
             cav = self._mask(np.r_[xi, xi[::-1]] * S, np.r_[y_iu, y_il[::-1]] * S)
             # cavity darker towards the back (inside the mouth)
-            cav_img = np.full_like(img, a.cavity) * (1.0 + 0.6 * np.clip(np.abs(self._yy - cy) / (open_h + 1e-3), 0, 1))
+            cav_img = a.cavity * (1.0 + 0.6 * np.clip(np.abs(self._yy - cy) / (open_h + 1e-3), 0, 1))
             img = img * (1 - cav) + cav_img * cav
             if tongue > 0.01:
                 ty = y_il.max() - (0.15 + 0.55 * tongue) * (up + lo)
