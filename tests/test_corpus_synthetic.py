@@ -206,3 +206,10 @@ def test_cli_corpus_check_info_and_preview(tiny_corpus, tmp_path, capsys):
     assert (dest / "contact_sheet.png").stat().st_size > 1000
     assert (dest / "preview.mp4").stat().st_size > 1000 and (dest / "preview.wav").exists()
     assert main(["corpus", "check", "--root", str(tmp_path / "missing")]) == 1
+
+
+def test_tiny_spec_points_at_the_tiny_corpus_and_is_reused(tiny_spec, tiny_corpus):
+    assert tiny_spec.corpus.root == str(tiny_corpus) and is_current(tiny_spec.corpus, tiny_corpus)
+    mtime = (tiny_corpus / "manifest.parquet").stat().st_mtime_ns
+    assert ensure_corpus(tiny_spec.corpus, progress=False) == tiny_corpus
+    assert (tiny_corpus / "manifest.parquet").stat().st_mtime_ns == mtime
