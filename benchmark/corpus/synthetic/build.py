@@ -24,6 +24,7 @@ import numpy as np
 from benchmark.audio_io import (
     SAMPLE_RATE, DataError, check_av_duration, validate_audio, validate_lips, write_audio, write_lips,
 )
+from benchmark.configtools import ConfigError
 from benchmark.corpus import CORPORA
 from benchmark.corpus.adapters.common import BadItem, write_bad_items
 from benchmark.corpus.manifest import ManifestRow, write_manifest
@@ -61,7 +62,7 @@ class Rendered:
 def _options(spec: CorpusSpec) -> dict[str, Any]:
     unknown = set(spec.options) - set(DEFAULT_OPTIONS)
     if unknown:
-        raise ValueError(f"corpus.options: unknown key(s) {sorted(unknown)} for the synthetic corpus; known: {sorted(DEFAULT_OPTIONS)}")
+        raise ConfigError(f"corpus.options: unknown key(s) {sorted(unknown)} for the synthetic corpus; known: {sorted(DEFAULT_OPTIONS)}")
     return {**DEFAULT_OPTIONS, **spec.options}
 
 
