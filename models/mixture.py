@@ -43,6 +43,7 @@ class CompositeConfig:
     prior_av: float = field(default=0.5, metadata={"range": (0.0, 1.0)})  # P(m = AV) (mixture) / P(m_1 = AV) (switching)
     stay_prob: float = field(default=0.95, metadata={"range": (0.0, 1.0)})  # switching only: P(m_t = m_{t-1})
     learn_switch: bool = False  # M-step update of pi / the transition matrix per utterance
+    latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})  # docs/switching_em.md
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CompositeConfig":
@@ -55,6 +56,8 @@ class CompositeConfig:
             v = getattr(cfg, name)
             if not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
                 raise ValueError(f"composite-model option {name}={v!r}: must be a probability strictly between 0 and 1")
+        if cfg.latent_posterior not in ("conditional", "tempered"):
+            raise ValueError(f"composite-model option latent_posterior={cfg.latent_posterior!r}: must be 'conditional' or 'tempered'")
         for name in ("audio", "visual"):
             if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name):
                 raise ValueError(f"composite-model option {name!r}: expected the label of another model entry")
@@ -145,7 +148,8 @@ class MixtureVAE(SpeechModel):
         from models.enhancement.switching import SwitchConfig
 
         c = self.config
-        return SwitchConfig(kind=self.switch_kind, prior_av=c.prior_av, stay_prob=c.stay_prob, learn=c.learn_switch)
+        return SwitchConfig(kind=self.switch_kind, prior_av=c.prior_av, stay_prob=c.stay_prob, learn=c.learn_switch,
+                            latent_posterior=c.latent_posterior)
 
     def cost_summary(self, n_frames: int = 16) -> dict[str, int]:
         """Parameters and multiply-adds per frame of the two components together."""

@@ -159,14 +159,15 @@ def test_free_energy_never_increases_with_fixed_samples(kind, learn):
 
 
 # -- the switch posterior on a problem where the answer is known ----------------------------
-def _run_toy(kind, estep, corrupt, snr_db=5.0, seed=3, T=100):
+def _run_toy(kind, estep, corrupt, snr_db=5.0, seed=3, T=100, latent_posterior="conditional"):
     D = make_templates()
     X2, _, _, lips, cls = make_problem(D, T, seed=seed, corrupt=corrupt, snr_db=snr_db)
     mask = torch.ones(1, T, dtype=torch.bool)
     comps = [component_from_model(ToyAudioVAE(D), X2[None], None, mask, "audio"),
              component_from_model(ToyAVVAE(D), X2[None], lips[None], mask, "visual")]
     st = init_nmf([f"toy{seed}"], [T], D.shape[1], 4, dtype=DT)
-    return run_switching_em(X2[None], mask, comps, SwitchConfig(kind=kind), estep, [seed], st.W, st.H)
+    return run_switching_em(X2[None], mask, comps, SwitchConfig(kind=kind, latent_posterior=latent_posterior), estep,
+                            [seed], st.W, st.H)
 
 
 @pytest.mark.parametrize("kind", ["mixture", "markov"])
@@ -184,6 +185,15 @@ def test_switch_posterior_follows_the_informativeness_of_the_video(kind, estep):
     assert clean.mean() > 0.5 > noise.mean()
     assert mixed[~half].mean() > mixed[half].mean() + 0.3
     assert auc > 0.8
+
+
+def test_tempered_variant_also_follows_the_video():
+    T = 100
+    half = torch.zeros(T, dtype=torch.bool)
+    half[T // 2:] = True
+    p = _run_toy("mixture", MCEM_SMALL, half, latent_posterior="tempered").switch_post[0, :, 1]
+    print(f"tempered mixture: clean frames {p[~half].mean():.3f}, corrupted {p[half].mean():.3f}")
+    assert p[~half].mean() > p[half].mean() + 0.3
 
 
 def test_markov_switch_is_smoother_than_the_mixture():

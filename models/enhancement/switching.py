@@ -57,10 +57,17 @@ class SwitchConfig:
     prior_av: float = field(default=0.5, metadata={"range": (0.0, 1.0)})  # pi = P(m_t = AV) (mixture), P(m_1 = AV) (markov)
     stay_prob: float = field(default=0.95, metadata={"range": (0.0, 1.0)})  # markov: P(m_t = m_{t-1})
     learn: bool = False  # M-step update of pi (mixture) / the transition matrix (markov), per utterance
+    # "conditional": each component's latent is sampled from its own posterior given that it
+    # generated the frame, and the switch compares the per-frame log joints (default; see
+    # docs/switching_em.md 2a'); "tempered": the mean-field factor with the likelihood tempered
+    # by the responsibility (prone to winner-takes-all collapse with real VAEs)
+    latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})
 
     def __post_init__(self) -> None:
         if self.kind not in ("mixture", "markov"):
             raise ValueError(f"SwitchConfig.kind: expected 'mixture' or 'markov', got {self.kind!r}")
+        if self.latent_posterior not in ("conditional", "tempered"):
+            raise ValueError(f"SwitchConfig.latent_posterior: expected 'conditional' or 'tempered', got {self.latent_posterior!r}")
         for name in ("prior_av", "stay_prob"):
             v = getattr(self, name)
             if not (0.0 < v < 1.0):
@@ -313,9 +320,11 @@ def update_nmf_gain(
     return W, H, g
 
 
-def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[int], W: torch.Tensor, H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[int], W: torch.Tensor, H: torch.Tensor, g: torch.Tensor,
+                    log_prior: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``L_t(k) = mean_r -sum_f (log Vx_{k,r} + X2 / Vx_{k,r})`` (the ``-F log pi`` constant
-    dropped) for the samples of each component, stacked ``[B, T, K]`` in float64."""
+    dropped) for the samples of each component, stacked ``[B, T, K]`` in float64; with
+    ``log_prior [P, B, T]`` the sample's ``log p_k(z_r)`` is added (the per-frame log joint)."""
     WH = noise_var(W, H)
     out, i = [], 0
     for n in n_per_comp:
@@ -323,6 +332,8 @@ def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[i
         for p in range(i, i + n):
             Vx = (g[..., None] * sig2[p] + WH).clamp_min(EPS)
             acc = acc - (Vx.log() + X2 / Vx).sum(-1, dtype=torch.float64)
+            if log_prior is not None:
+                acc = acc + log_prior[p].double()
         out.append(acc / n)
         i += n
     return torch.stack(out, dim=-1)
@@ -350,6 +361,13 @@ def _neg_log_target(
     return (resp * lik + pri) * mask, sig2
 
 
+def log_prior_density(comp: Component, z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mu, diag(exp(logvar)))`` per frame ``[..., B, T]`` (normalised, so components
+    with different latent sizes or priors compare)."""
+    lv = comp.prior_logvar
+    return -0.5 * (((z - comp.prior_mu) ** 2) * torch.exp(-lv) + lv + math.log(2 * math.pi)).sum(-1)
+
+
 @dataclass
 class EStepResult:
     """Samples of one component: their speech variances, the chains' state and MH acceptance."""
@@ -357,6 +375,7 @@ class EStepResult:
     sig2: torch.Tensor  # [R, B, T, F]
     z: torch.Tensor  # [C, B, T, L] chain state to warm-start the next E-step
     acceptance: Optional[torch.Tensor] = None  # [B] MH acceptance rate over the real frames
+    log_prior: Optional[torch.Tensor] = None  # [R, B, T] log p_k(z_r) of the samples
 
 
 def mh_estep(
@@ -368,7 +387,7 @@ def mh_estep(
     C, L = z.shape[0], z.shape[-1]
     with torch.no_grad():
         U, sig2 = _neg_log_target(comp, z, resp, X2, WH, g, mask)
-        kept = []
+        kept, kept_lp = [], []
         n_acc = torch.zeros_like(U)
         std = math.sqrt(proposal_var)
         for step in range(n_steps):
@@ -382,9 +401,11 @@ def mh_estep(
             n_acc += accept.to(n_acc.dtype)
             if step >= burn_in:
                 kept.append(sig2)
+                kept_lp.append(log_prior_density(comp, z))
         n_real = (mask.sum(-1) * C * n_steps).to(U.dtype)
         rate = n_acc.sum((0, 2)) / n_real.clamp_min(1)
-        return EStepResult(torch.cat(kept, 0), z, torch.where(n_real > 0, rate, torch.full_like(rate, float("nan"))))
+        rate = torch.where(n_real > 0, rate, torch.full_like(rate, float("nan")))
+        return EStepResult(torch.cat(kept, 0), z, rate, torch.cat(kept_lp, 0))
 
 
 def langevin_estep(
@@ -409,7 +430,7 @@ def langevin_estep(
         z = torch.where(mask[..., None], z - lr * grad + std * rnd.randn((C,), (L,)), z).detach()
     with torch.no_grad():
         sig2 = torch.exp(comp.decode(z))
-    return EStepResult(sig2, z)
+    return EStepResult(sig2, z, None, log_prior_density(comp, z))
 
 
 # ----------------------------------------------------------------------------------------
@@ -486,6 +507,7 @@ def run_switching_em(
     W, H = W0.to(dev, dt).clone(), H0.to(dev, dt).clone()
     g = torch.ones(B, T, device=dev, dtype=dt)
     sp = SwitchParams.from_config(switch, B, dev, dt)
+    tempered = switch.latent_posterior == "tempered"
     n_bins = (mask.sum(-1) * F).to(dt)
 
     eta = float(getattr(estep, "eta", 0.0)) if sampler == "langevin" else 0.0
@@ -502,20 +524,20 @@ def run_switching_em(
     costs, fes, accs = [], [], []
     prev_cost: Optional[torch.Tensor] = None
 
-    def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+    def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor, Optional[torch.Tensor]]:
         """E-step ``it`` (-1: the final estimate) of both components on the frames ``fmask``."""
         WH = noise_var(W, H)
         final = it < 0
-        sig_all, n_per, acc = [], [], []
+        sig_all, n_per, acc, lps = [], [], [], []
         for k, comp in enumerate(components):
-            resp = post[..., k]
+            resp = post[..., k] if tempered else fmask.to(dt)
             if sampler == "mh":
                 steps = estep.final_steps if final else estep.n_steps
                 burn = estep.final_burn_in if final else estep.burn_in
                 r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, estep.proposal_var)
                 acc.append(r.acceptance)
             elif final:  # Langevin: the chains' current states, as published
-                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k])
+                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]))
             else:
                 z = zs[k]
                 if it > 0 and eta > 0:  # the published extra kick before every later E-step (trap T6)
@@ -524,9 +546,10 @@ def run_switching_em(
                                    float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)))
             zs[k] = r.z
             sig_all.append(r.sig2)
+            lps.append(r.log_prior)
             n_per.append(r.sig2.shape[0])
         rate = torch.stack(acc).mean(0) if acc else nan.clone()
-        return torch.cat(sig_all, 0), n_per, rate
+        return torch.cat(sig_all, 0), n_per, rate, (None if tempered else torch.cat(lps, 0))
 
     iters: Any = range(n_iter)
     if progress:
@@ -536,9 +559,9 @@ def run_switching_em(
     with torch.no_grad():
         for it in iters:
             fmask = mask & active[:, None]
-            sig2, n_per, acc = run_estep(it, fmask)
+            sig2, n_per, acc, lp = run_estep(it, fmask)
             # E-step of the switch with the new samples (stopped utterances keep theirs)
-            new_post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
+            new_post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g, lp), mask, sp)
             post = torch.where(active[:, None, None], new_post.to(dt), post)
             fes.append(torch.where(active, (-log_z / n_bins).to(dt), nan))
             # M-step (zero weights freeze the stopped utterances' H and g; W is restored below)
@@ -561,8 +584,8 @@ def run_switching_em(
                 if not bool(active.any()):
                     break
         # final estimate: fresh (longer) chains for every utterance, then q(m), then the filter
-        sig2, n_per, final_acc = run_estep(-1, mask)
-        post, pair, _ = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
+        sig2, n_per, final_acc, lp = run_estep(-1, mask)
+        post, pair, _ = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g, lp), mask, sp)
         post = post.to(dt)
         wts = particle_weights(post, n_per)
         WH = noise_var(W, H)
