@@ -134,3 +134,22 @@ def test_custom_enhance_is_batch_invariant(pair, batch):
     alone = m.custom_enhance(make_batch([batch.items[1]]), "mcem", params, rank=4, seed=1)
     np.testing.assert_allclose(both[1].estimate, alone[0].estimate, atol=1e-5)
     np.testing.assert_allclose(both[1].traces["weights_decoder"], alone[0].traces["weights_decoder"], atol=1e-5)
+
+
+def test_public_enhance_delegates_to_the_composite_and_isolates_bad_items(pair):
+    from models.enhancement.api import enhance
+
+    rng = np.random.default_rng(3)
+    x, lips = synth_utterance(rng, duration_s=0.6, lip_size=LIP)[:2]
+    x = (x + 0.05 * rng.standard_normal(x.size)).astype(np.float32)
+    corr = np.zeros(len(lips), np.float32)
+    corr[len(lips) // 2:] = 1.0
+    good = EnhanceInput("good", x, lips, 25.0, corruption=corr)
+    short = EnhanceInput("short", x[:100], lips[:1], 25.0)
+    m = SwitchingVAE.from_models(*pair)
+    outs = enhance(m, "ldem", [good, short], params={"n_iter": 2, "n_chains": 2}, nmf_rank=4, progress=False)
+    assert outs[0].error is None and outs[0].estimate.shape == x.shape
+    T = outs[0].traces["weights_decoder"].shape[0]
+    assert outs[0].traces["corruption_stft"].shape == (T,)
+    print("error for the too-short item:", outs[1].error)
+    assert outs[1].estimate is None and outs[1].error and "short" in outs[1].error  # the item id is named
