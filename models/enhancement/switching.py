@@ -9,12 +9,16 @@ model as stated, in ``docs/switching_em.md`` (structured mean-field variational 
   ``m_t in {A, AV}`` (i.i.d. with ``P(AV) = pi`` for the mixture, a two-state Markov chain
   for the switching model); one latent chain per component ``z^k_t ~ p_k(z | v)`` and
   ``s_ft | m_t = k, z^k_t ~ N_c(0, sigma^2_{k,f}(z^k_t, v_t))``.
-* posterior factorisation ``q(m) prod_k q(z^k)``:
-  - ``q(m)`` from the per-frame "emission" scores ``L_t(k) = E_q(z^k)[log N_c(x_t; 0,
-    g_t sigma^2_k + WH)]``: a softmax for the mixture, forward-backward for the chain;
-  - ``q(z^k_t) ∝ p_k(z) exp(q(m_t = k) log p(x_t | z, m_t = k))``: the component's posterior
-    with its likelihood tempered by its responsibility, sampled by random-walk
-    Metropolis-Hastings (``mcem``) or unadjusted Langevin dynamics (``ldem``);
+* posterior factorisation ``q(m) prod_t prod_k q(z^k_t | m_t = k)`` (default,
+  ``latent_posterior="conditional"``):
+  - each component's latent is sampled from its own posterior given that it generated the
+    frame, by random-walk Metropolis-Hastings (``mcem``) or unadjusted Langevin dynamics (``ldem``);
+  - ``q(m)`` from the per-frame "emission" scores ``L_t(k)`` = mean over samples of the log
+    joint ``log N_c(x_t; 0, g_t sigma^2_k + WH) + log p_k(z)``: a softmax for the mixture,
+    forward-backward for the chain;
+  - alternative ``latent_posterior="tempered"`` (mean field ``q(m) prod_k q(z^k)``): the
+    latent target's likelihood is tempered by the responsibility ``q(m_t = k)`` and the
+    emissions are the expected log-likelihoods (prone to winner-takes-all collapse);
   - M-step: multiplicative IS updates of ``W, H, g`` on the responsibility-weighted
     expected cost (weights ``q(m_t = k) / R`` on each of the ``R`` samples of component k);
 * final estimate: ``E_q[s_ft] = sum_k q(m_t = k) E_q(z^k)[g sigma^2_k / (g sigma^2_k + WH)] x_ft``.
