@@ -24,8 +24,8 @@ from benchmark.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 #: preferred kinds of the shared corruption registry, in order (names that are absent are skipped)
-PREFERRED_KINDS = ("occlusion", "blur", "gaussian_blur", "motion_blur", "noise", "gaussian_noise", "salt_pepper",
-                   "lowres", "low_resolution", "jpeg", "frame_drop", "freeze", "lighting")
+PREFERRED_KINDS = ("occlusion", "occlusion-center", "blur", "motion-blur", "noise", "salt-pepper", "lowres", "jpeg",
+                   "frame-drop", "freeze", "low-fps", "lighting", "offset")
 
 
 @dataclass

@@ -25,6 +25,7 @@ import copy
 import csv
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,9 +162,33 @@ def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.
     return {k: v / max(n_frames, 1.0) for k, v in tot.items()}
 
 
+def _cpu_threads() -> int:
+    """Torch threads for CPU training: ``AVBENCH_TRAIN_THREADS`` or 1. These models are small; on
+    a shared 2-core machine two OpenMP threads were measured ~16x *slower* than one (spin-waiting
+    under contention), and parallelism across models belongs to the runner."""
+    try:
+        return max(1, int(os.environ.get("AVBENCH_TRAIN_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
 def train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, out_dir: Path, *,
                 init_from: Optional[Path] = None, progress: bool = True, data: Optional[TrainingData] = None,
                 augment: Optional[AugmentConfig] = None) -> Path:
+    """Train ``entry`` on clean speech; write checkpoint, config, curves; return the checkpoint path
+    (see :func:`_train_model`; CPU training runs with :func:`_cpu_threads` torch threads)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(_cpu_threads())
+    try:
+        return _train_model(entry, training, corpus_root, out_dir, init_from=init_from, progress=progress,
+                            data=data, augment=augment)
+    finally:
+        torch.set_num_threads(n)
+
+
+def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, out_dir: Path, *,
+                 init_from: Optional[Path] = None, progress: bool = True, data: Optional[TrainingData] = None,
+                 augment: Optional[AugmentConfig] = None) -> Path:
     """Train ``entry`` on clean speech; write checkpoint, config, curves; return the checkpoint path.
 
     ``init_from``: an A-VAE checkpoint to initialise an AV model from (ignored for the A-VAE).

@@ -67,6 +67,9 @@ class VAEConfig:
     fusion_params: dict[str, Any] = field(default_factory=dict)
     visual_prior: bool = False
     cvae_alpha: float = 0.9
+    #: added to |S|^2 in the training targets: digital silence (exact zeros, e.g. in synthetic
+    #: speech) would otherwise drive the decoder variance to zero (IS divergence of 0 is -log 0)
+    power_floor: float = 1e-5
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
@@ -81,6 +84,8 @@ class VAEConfig:
                 raise ValueError(f"model option {name}={getattr(cfg, name)!r}: must be one of {list(choices)}")
         if cfg.latent_dim < 1 or cfg.hidden < 1 or cfg.n_freq < 2:
             raise ValueError(f"model sizes must be positive (latent_dim={cfg.latent_dim}, hidden={cfg.hidden})")
+        if cfg.power_floor < 0:
+            raise ValueError(f"power_floor must be >= 0, got {cfg.power_floor}")
         if not 0.0 <= cfg.cvae_alpha <= 1.0:
             raise ValueError(f"cvae_alpha must lie in [0, 1], got {cfg.cvae_alpha}")
         return cfg
@@ -168,10 +173,11 @@ class _VAEBase(SpeechModel):
 
     def training_loss(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
                       beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Negative ELBO per real frame (``loss``), with its parts: ``is_per_bin`` (mean IS
+        """Negative ELBO per real frame (``loss``, targets ``|S|^2 + power_floor``), with its parts: ``is_per_bin`` (mean IS
         divergence per real TF bin, the reconstruction figure reported) and ``kl`` (per frame).
         AV-CVAE models (visual prior) use the CVAE loss of the module docstring."""
         mu, logvar = self.encode(power, vfeat, mask)
+        power = power + self.config.power_floor
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps
         rec = is_divergence(power, self.decode(z, vfeat, mask)).sum(-1)  # [B, T]

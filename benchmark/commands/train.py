@@ -1,11 +1,125 @@
-"""The `train` stage (placeholder: being implemented)."""
+"""Train the preset's speech models on the clean train split of its corpus (nothing noisy is seen).
+
+Each model goes to ``<out>/models/<model_key>/`` (``checkpoint.pt``, ``config.json``,
+``curves.csv``, ``curves.png``); a model already trained with the same settings, corpus and
+initialisation is reused unless ``--force``. AV models are initialised from the A-VAE when
+``training.init_from_avae`` is on (the A-VAE is trained first if needed). The summary prints each
+model's validation reconstruction loss (Itakura-Saito divergence per TF bin, clean video) and the
+negative ELBO, and compares the AV models with the A-VAE; it is also written to
+``<out>/models/training_summary.csv``.
+
+Examples::
+
+    python run_benchmark.py train --preset smoke                     # every model of the preset
+    python run_benchmark.py train --model av-vae --fusion gated --preset smoke
+    python run_benchmark.py train --model av-vae --fusion uncertainty --set training.epochs=5
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from pathlib import Path
+
+from benchmark.cli import add_spec_arguments
+
 NAME = "train"
-HELP = "train stage (not implemented yet)"
+HELP = "train speech models (A-VAE, AV-VAEs with fusions) on clean speech"
+
+log = logging.getLogger(__name__)
 
 
-def add_arguments(p):
-    p.add_argument("rest", nargs="*")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_spec_arguments(p)
+    p.add_argument("--model", default=None, help="train only this model name (e.g. av-vae); default: all of the preset")
+    p.add_argument("--fusion", default=None, help="with --model: the fusion (e.g. gated)")
+    p.add_argument("--corpus", default=None, metavar="PATH", help="an existing corpus root (default: build/reuse the preset's)")
+    p.add_argument("--force", action="store_true", help="retrain even if an up-to-date checkpoint exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args) -> int:
-    raise SystemExit("the 'train' subcommand is not implemented yet")
+def _select(spec, model: str | None, fusion: str | None):
+    from benchmark.spec import ModelEntry
+
+    if model is None:
+        if fusion:
+            raise SystemExit("--fusion needs --model")
+        return list(spec.models)
+    chosen = [e for e in spec.models if e.name == model and (fusion is None or e.fusion == fusion)]
+    return chosen or [ModelEntry(name=model, fusion=fusion)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.corpus.manifest import read_manifest
+    from benchmark.schema import model_key
+    from benchmark.spec import ModelEntry, load_spec
+    from models.checkpoint import read_meta
+    from models.training import is_trained, load_training_data, resolve_training, train_model, training_key
+
+    spec = load_spec(args.preset, list(args.overrides))
+    out = Path(args.out or f"runs/{spec.name}")
+    if args.corpus:
+        read_manifest(args.corpus)
+        root = Path(args.corpus)
+    else:
+        from benchmark.corpus.build import ensure_corpus
+
+        root = Path(ensure_corpus(spec.corpus))
+    entries = _select(spec, args.model, args.fusion)
+    avae_entry = next((e for e in spec.models if e.name == "a-vae"), ModelEntry(name="a-vae"))
+    needs_avae = spec.training.init_from_avae and any(
+        e.name != "a-vae" and e.training.get("init_from_avae", True) for e in entries)
+    if needs_avae and avae_entry not in entries:
+        log.info("AV models are initialised from the A-VAE (training.init_from_avae): training/reusing %s first",
+                 avae_entry.label)
+        entries = [avae_entry] + entries
+    entries = sorted(entries, key=lambda e: e.name != "a-vae")  # the A-VAE first
+
+    progress = not args.no_progress
+    data_cache: dict[int, object] = {}
+    done: dict[str, Path] = {}
+    for e in entries:
+        tr = resolve_training(e, spec.training)
+        init = done.get(avae_entry.label) if (e.name != "a-vae" and tr.init_from_avae) else None
+        mdir = out / "models" / model_key(e.label)
+        key = training_key(e, tr, root, init)
+        if not args.force and is_trained(mdir, key):
+            log.info("%s: up to date in %s (use --force to retrain)", e.label, mdir)
+            done[e.label] = mdir / "checkpoint.pt"
+            continue
+        lip = int(e.params.get("lip_size", 64))
+        if lip not in data_cache:
+            data_cache[lip] = load_training_data(root, lip, progress=progress)
+        done[e.label] = train_model(e, spec.training, root, mdir, init_from=init, progress=progress,
+                                    data=data_cache[lip])
+
+    rows = []
+    for e in entries:
+        meta = read_meta(done[e.label]).get("meta", {})
+        rows.append({"model": e.label, "params": meta.get("params"), "epochs": meta.get("epochs_run"),
+                     "best_epoch": meta.get("best_epoch"), "val_is_per_bin": meta.get("best_val_is_per_bin"),
+                     "val_kl": meta.get("best_val_kl"), "val_neg_elbo": meta.get("best_val_loss"),
+                     "minutes": (meta.get("train_seconds") or 0) / 60, "stop": meta.get("stop_reason"),
+                     "checkpoint": str(done[e.label])})
+    summary = out / "models" / "training_summary.csv"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    with open(summary, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"training summary (validation on clean held-out speakers; corpus {root}):")
+    print(f"  {'model':<34} {'params':>9} {'epochs':>6} {'val IS/bin':>10} {'val KL':>8} {'val -ELBO':>10} {'min':>5}")
+    for r in rows:
+        print(f"  {r['model']:<34} {r['params'] or 0:>9} {r['epochs']:>6} {r['val_is_per_bin']:>10.4f} "
+              f"{r['val_kl']:>8.2f} {r['val_neg_elbo']:>10.1f} {r['minutes']:>5.1f}")
+    base = next((r for r in rows if r["model"] == avae_entry.label), None)
+    if base is not None:
+        for r in rows:
+            if r is base:
+                continue
+            d = r["val_is_per_bin"] - base["val_is_per_bin"]
+            verdict = "lower (video helps)" if d < 0 else "NOT lower"
+            print(f"  {r['model']}: val IS/bin {r['val_is_per_bin']:.4f} vs A-VAE {base['val_is_per_bin']:.4f} "
+                  f"-> {verdict} ({100 * d / base['val_is_per_bin']:+.1f}%)")
+    print(f"summary written to {summary}")
+    return 0
