@@ -351,3 +351,42 @@ def is_trained(out_dir: Path, key: str) -> bool:
         return read_meta(out_dir).get("meta", {}).get("train_key") == key
     except (FileNotFoundError, ValueError):
         return False
+
+
+def reliability_probe(model: SpeechModel, items: list[ClipItem], corruptions: tuple[str, ...] = ("noise@1.0", "zeros"),
+                      *, seed: int = 0, stft_cfg: STFTConfig = STFTConfig()) -> dict[str, dict[str, float]]:
+    """Mean visual weight (column 1 of :meth:`last_weights`) of the encoder and decoder fusions on
+    ``items`` (clean speech, encoder-mean latents) with clean video and with each corruption
+    (``"zeros"``: the whole video blank, as in whole-video dropout; other names go through
+    :func:`benchmark.conditions.corruptions.apply_corruption`). ``{}`` for models without weights.
+    A diagnostic of whether the fusion learned to distrust bad video, not a test metric."""
+    if not model.is_audio_visual:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    model.eval()
+    for cond in ("clean",) + tuple(corruptions):
+        sums: dict[str, float] = {}
+        n = 0.0
+        for it in items:
+            frames = it.lips_video
+            if cond == "zeros":
+                frames = np.zeros_like(frames)
+            elif cond != "clean":
+                from benchmark.conditions.corruptions import apply_corruption
+
+                frames, _ = apply_corruption(frames, cond, derive_seed(seed, "probe", it.utt_id))
+            lips = torch.from_numpy(np.ascontiguousarray(lips_to_stft_rate(frames, it.n_frames, it.fps, stft_cfg)))
+            lips = lips.float().div_(255.0)[None]
+            mask = torch.ones(1, it.n_frames, dtype=torch.bool)
+            with torch.no_grad():
+                v = model.visual_features(lips, mask)
+                mu, _ = model.encode(it.power[None], v, mask)
+                model.decode(mu, v, mask)
+            w = model.last_weights()
+            if not w:
+                return {}
+            for k, t in w.items():
+                sums[k] = sums.get(k, 0.0) + float(t[..., 1].sum())
+            n += it.n_frames
+        out[cond] = {k: s / n for k, s in sums.items()}
+    return out

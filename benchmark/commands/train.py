@@ -20,6 +20,7 @@ import argparse
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 from benchmark.cli import add_spec_arguments
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     entries = sorted(entries, key=lambda e: e.name != "a-vae")  # the A-VAE first
 
     progress = not args.no_progress
-    data_cache: dict[int, object] = {}
+    data_cache: dict[int, Any] = {}
     done: dict[str, Path] = {}
     for e in entries:
         tr = resolve_training(e, spec.training)
@@ -121,5 +122,23 @@ def run(args: argparse.Namespace) -> int:
             verdict = "lower (video helps)" if d < 0 else "NOT lower"
             print(f"  {r['model']}: val IS/bin {r['val_is_per_bin']:.4f} vs A-VAE {base['val_is_per_bin']:.4f} "
                   f"-> {verdict} ({100 * d / base['val_is_per_bin']:+.1f}%)")
+    probe_lines = []
+    for e in entries:
+        if e.name == "a-vae":
+            continue
+        from models import load
+        from models.training import reliability_probe
+
+        model = load(done[e.label])
+        lip = int(model.config.lip_size)
+        if lip not in data_cache:
+            data_cache[lip] = load_training_data(root, lip, progress=progress)
+        probe = reliability_probe(model, data_cache[lip].val)
+        if probe:
+            parts = [f"{cond} " + "/".join(f"{probe[cond][k]:.2f}" for k in sorted(probe[cond])) for cond in probe]
+            probe_lines.append(f"  {e.label:<34} {', '.join(parts)}  ({'/'.join(sorted(probe['clean']))})")
+    if probe_lines:
+        print("mean visual weight on validation speech (clean video vs. corrupted; diagnostic):")
+        print("\n".join(probe_lines))
     print(f"summary written to {summary}")
     return 0
