@@ -73,7 +73,13 @@ class EMContext:
             self.vfeat = model.visual_features(batch.lips, batch.mask) if getattr(model, "is_audio_visual", False) else None
             self.prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
             self.prior_prec = torch.exp(-prior_lv)
-            self.enc_mu, self.enc_logvar = model.encode(self.P, self.vfeat, batch.mask)
+            mu, lv = model.encode(self.P, self.vfeat, batch.mask)
+            # padded frames: z = 0 keeps every decoder output finite there
+            m3 = batch.mask.unsqueeze(-1)
+            self.enc_mu = torch.where(m3, mu, torch.zeros_like(mu))
+            self.enc_logvar = torch.where(m3, lv, torch.zeros_like(lv))
+            self.prior_mu = torch.where(m3, self.prior_mu, torch.zeros_like(self.prior_mu))
+            self.prior_prec = torch.where(m3, self.prior_prec, torch.ones_like(self.prior_prec))
             self.enc_weights = _weights(model, "encoder")
         self.decoder_calls = 0
 
@@ -87,11 +93,13 @@ class EMContext:
     def nll_frames(self, Vs: torch.Tensor, st: NMFState) -> torch.Tensor:
         """Per-frame negative log-likelihood ``sum_f log Vx + P / Vx`` ``[..., B, T]`` (padding: 0)."""
         Vx = (st.g.unsqueeze(-1) * Vs + st.noise_var()).clamp_min(EPS)
-        return (torch.log(Vx) + self.P / Vx).sum(-1) * self.maskf
+        nll = (torch.log(Vx) + self.P / Vx).sum(-1)
+        return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 
     def prior_quad(self, z: torch.Tensor) -> torch.Tensor:
         """``sum_l (z - mu)^2 / sigma^2`` per frame ``[..., B, T]`` (twice the negative log prior)."""
-        return ((z - self.prior_mu) ** 2 * self.prior_prec).sum(-1) * self.maskf
+        q = ((z - self.prior_mu) ** 2 * self.prior_prec).sum(-1)
+        return torch.where(self.mask, q, torch.zeros((), dtype=q.dtype, device=q.device))
 
     # -- randomness -------------------------------------------------------------------------
     def randn(self, leading: tuple[int, ...] = (), tail: tuple[int, ...] = ()) -> torch.Tensor:

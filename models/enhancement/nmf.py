@@ -80,7 +80,12 @@ def init_nmf(
 
 
 def _maskf(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.to(like.dtype).unsqueeze(-1)  # [B, T, 1]
+    return mask.unsqueeze(-1)  # [B, T, 1] bool
+
+
+def _masked(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Zero on padded frames, whatever (inf, NaN) the padding computed."""
+    return torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
@@ -89,11 +94,11 @@ def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: tor
     m = _maskf(mask, P)
     if Vs is None:
         Vx = WH.clamp_min(EPS)
-        tot = ((torch.log(Vx) + P / Vx) * m).sum(dim=(-1, -2))
+        tot = _masked(torch.log(Vx) + P / Vx, m).sum(dim=(-1, -2))
         R = 1
     else:
         Vx = (st.g.unsqueeze(-1) * Vs + WH).clamp_min(EPS)
-        tot = ((torch.log(Vx) + P / Vx) * m).sum(dim=(-1, -2)).sum(0)
+        tot = _masked(torch.log(Vx) + P / Vx, m).sum(dim=(-1, -2)).sum(0)
         R = Vs.shape[0]
     n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
     return tot / n.clamp_min(1)
@@ -106,7 +111,7 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
     if Vs is None:
         Vx = WH.clamp_min(EPS)
         inv = 1.0 / Vx
-        return P * inv * inv * m, inv * m, None, None
+        return _masked(P * inv * inv, m), _masked(inv, m), None, None
     a = torch.zeros_like(WH)
     c = torch.zeros_like(WH)
     gn = torch.zeros_like(WH) if need_g else None
@@ -120,11 +125,11 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
         if need_g:
             gn += Vs[r] * inv2
             gd += Vs[r] * inv
-    a = P * a * m
-    c = c * m
+    a = _masked(P * a, m)
+    c = _masked(c, m)
     if need_g:
-        gn = P * gn * m
-        gd = gd * m
+        gn = _masked(P * gn, m)
+        gd = _masked(gd, m)
     return a, c, gn, gd
 
 
