@@ -36,5 +36,5 @@ class GatedFusion(Fusion):
         ok = identity_(self.proj_a)
         if ok:  # start with the gate mostly closed on the visual stream
             with torch.no_grad():
-                self.gate.bias.fill_(-2.0)
+                self.gate.bias.fill_(-1.0)
         return ok

@@ -41,5 +41,5 @@ class ModalityAttentionFusion(Fusion):
         ok = identity_(self.proj_a)
         if ok:
             with torch.no_grad():
-                self.score[-1].bias.copy_(torch.tensor([2.0, -2.0]))
+                self.score[-1].bias.copy_(torch.tensor([1.0, -1.0]))
         return ok
