@@ -3,7 +3,7 @@
 * audio: peak-normalised (``x / max|x|``, as in the published training code) then the linear power
   spectrogram ``|S|^2`` ``[T, F]`` (:func:`models.spectral.power_spectrogram`);
 * lips: uint8 ``N x H x W`` at the video rate -> float in [0, 1], resized to the model's
-  ``lip_size`` (OpenCV area interpolation) and mapped to the STFT frame rate with
+  ``lip_size`` (area interpolation, :func:`resize_lips_float`) and mapped to the STFT frame rate with
   :func:`models.spectral.lips_to_stft_rate` (the one place that mapping lives).
 
 Training works on sequences: :func:`chunk_bounds` cuts an utterance into ``seq_len``-frame chunks
@@ -41,16 +41,29 @@ def utterance_power(audio: np.ndarray, stft_cfg: STFTConfig = STFTConfig(), *, n
     return power_spectrogram(torch.from_numpy(x), stft_cfg).float()
 
 
+def resize_lips_float(lips: torch.Tensor, lip_size: int) -> torch.Tensor:
+    """Float lips ``[..., H, W]`` -> ``[..., lip_size, lip_size]`` by area interpolation (torch
+    ``interpolate(mode="area")``); a no-op when the size already matches. The one resize used by
+    training (:func:`resize_lips`) and by the models at inference (``AVVAE.visual_features``)."""
+    H, W = lips.shape[-2:]
+    if (H, W) == (lip_size, lip_size):
+        return lips
+    lead = lips.shape[:-2]
+    flat = lips.reshape(-1, 1, H, W)
+    out = torch.nn.functional.interpolate(flat, size=(lip_size, lip_size), mode="area")
+    return out.reshape(*lead, lip_size, lip_size)
+
+
 def resize_lips(frames: np.ndarray, lip_size: int) -> np.ndarray:
-    """uint8 ``N x H x W`` -> uint8 ``N x lip_size x lip_size`` (area interpolation; no-op if equal)."""
+    """uint8 ``N x H x W`` -> uint8 ``N x lip_size x lip_size`` with :func:`resize_lips_float`
+    (rounded); no-op if the size already matches."""
     frames = np.asarray(frames)
     if frames.ndim != 3:
         raise ValueError(f"lip frames must be N x H x W, got shape {frames.shape}")
     if frames.shape[1:] == (lip_size, lip_size):
         return frames
-    import cv2
-
-    return np.stack([cv2.resize(f, (lip_size, lip_size), interpolation=cv2.INTER_AREA) for f in frames])
+    out = resize_lips_float(torch.from_numpy(frames.astype(np.float32)), lip_size)
+    return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def lips_at_stft_rate(frames: np.ndarray, n_stft_frames: int, fps: float, lip_size: int,

@@ -7,7 +7,8 @@ Itakura-Saito divergence); prior N(0, I). Defaults: L = 16 (av-dkf; use ``latent
 avse-vae / AV-CVAE setting).
 
 ``av-vae``: a visual front-end (:mod:`models.visual`) gives ``vfeat [B, T, Dv]`` once per
-utterance; a fusion module (:mod:`models.fusion`) joins audio and video wherever they meet:
+utterance (lips of another size than ``lip_size`` are resized by area interpolation, the same
+resize as in training); a fusion module (:mod:`models.fusion`) joins audio and video wherever they meet:
 in the encoder (the pre-activation audio projection ``Lin_x(x)`` with ``vfeat``) and/or in the
 decoder (``Lin_z(z)`` with ``vfeat``), chosen by ``fusion_position`` ("both", "encoder",
 "decoder"). With ``fusion: concat`` and ``fusion_position: both`` this is the published AV-VAE
@@ -268,9 +269,11 @@ class AVVAE(_VAEBase):
     def visual_features(self, lips: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         if lips is None:
             raise ValueError("av-vae needs lip frames [B, T, H, W] in [0, 1] at the STFT frame rate")
-        if lips.shape[:2] != mask.shape:
-            raise ValueError(f"lips {tuple(lips.shape)} do not match the mask {tuple(mask.shape)}")
-        return self.frontend(lips, mask)
+        if lips.dim() != 4 or lips.shape[:2] != mask.shape:
+            raise ValueError(f"lips {tuple(lips.shape)} must be [B, T, H, W] matching the mask {tuple(mask.shape)}")
+        from models.features import resize_lips_float
+
+        return self.frontend(resize_lips_float(lips, self.config.lip_size), mask)
 
     def encode(self, power, vfeat, mask):
         a = self.audio_projection(power, mask)

@@ -162,7 +162,7 @@ def test_bad_inputs_have_clear_errors():
     m = _av()
     power, lips, mask = _inputs()
     with pytest.raises(ValueError, match="lips"):
-        m.visual_features(torch.rand(2, 9, 20, 20), mask)
+        m.visual_features(torch.rand(2, 9, 20), mask)
     with pytest.raises(ValueError, match="visual_features"):
         m.encode(power, None, mask)
     with pytest.raises(ValueError, match="frequency bins"):
@@ -171,3 +171,16 @@ def test_bad_inputs_have_clear_errors():
         AVVAE(fusoin="gated")
     with pytest.raises(KeyError, match="known:"):
         AVVAE(fusion="gatd")
+
+
+def test_lips_of_another_size_are_resized_like_training():
+    from models.features import resize_lips
+
+    m = _av("concat")  # lip_size 16
+    _, _, mask = _inputs(B=1, T=5)
+    big = (torch.rand(5, 32, 32) * 255).round().to(torch.uint8)
+    small = torch.from_numpy(resize_lips(big.numpy(), LIP)).float() / 255
+    v_big = m.visual_features(big.float()[None] / 255, mask)
+    v_small = m.visual_features(small[None], mask)
+    assert torch.allclose(v_big, v_small, atol=2e-2)
+    assert resize_lips(big.numpy(), LIP).shape == (5, LIP, LIP)
