@@ -82,3 +82,12 @@ def test_augmenter_is_seeded_and_does_what_it_says():
     assert all(o[1].max() > 0 for o in changed)
     off = VisualAugmenter(AugmentConfig(p_corrupt=0.0, p_drop=0.0))
     assert np.array_equal(off(frames, "u", 0)[0], frames)
+
+
+def test_kl_warmup_schedule_and_early_stopping_only_at_full_kl(toy, tmp_path):
+    root, data = toy
+    train_model(ModelEntry("a-vae"), _spec(epochs=3, kl_warmup_epochs=2), root, tmp_path, data=data, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "curves.csv")))
+    assert [float(r["beta"]) for r in rows] == [0.5, 1.0, 1.0]
+    meta = models.load(tmp_path).checkpoint_meta
+    assert meta["best_epoch"] >= 2  # the best checkpoint is chosen among full-KL epochs
