@@ -342,3 +342,14 @@ class AVVAE(_VAEBase):
             if f is not None and f.init_audio_identity():
                 copied.append(f"{f.name}: audio identity")
         return copied
+
+
+def describe_models() -> dict[str, str]:
+    """``{name: "params P, MACs/frame M (settings)"}`` of the VAEs at their default settings
+    (av-vae: concat fusion in encoder and decoder, linear front-end, 64x64 lips), for
+    ``run_benchmark.py list``."""
+    out = {}
+    for name, model, what in (("a-vae", AVAE(), "defaults"), ("av-vae", AVVAE(), "concat, linear front-end, 64x64 lips")):
+        c = model.cost_summary(n_frames=4)
+        out[name] = f"{c['params'] / 1e6:.2f}M params, {c['macs'] / 1e6:.2f}M MACs/frame ({what})"
+    return out

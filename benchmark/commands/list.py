@@ -35,6 +35,14 @@ def _fusion_costs() -> dict[str, str]:
     return describe_costs()
 
 
+def _model_costs() -> dict[str, str]:
+    try:
+        from models.vae import describe_models
+    except Exception:  # noqa: BLE001 - models not importable yet
+        return {}
+    return describe_models()
+
+
 def run(args) -> int:
     from benchmark.spec import preset_names
 
@@ -47,7 +55,7 @@ def run(args) -> int:
         except Exception as exc:  # noqa: BLE001 - report, keep listing the rest
             print(f"{title}: (unavailable: {type(exc).__name__}: {exc})")
             continue
-        extra = _fusion_costs() if title == "fusions" else {}
+        extra = _fusion_costs() if title == "fusions" else _model_costs() if title == "models" else {}
         print(f"{title} ({len(names)}):")
         for n in names:
             doc = reg.doc(n)
