@@ -177,11 +177,18 @@ def run_em(
     seed: int = 0,
     stft_cfg: STFTConfig = STFTConfig(),
     progress: bool = False,
+    nmf_init: Optional[NMFState] = None,
 ) -> list[ItemResult]:
-    """Run ``algo`` on a batch; returns one :class:`ItemResult` per utterance (batch order)."""
+    """Run ``algo`` on a batch; returns one :class:`ItemResult` per utterance (batch order).
+
+    ``nmf_init``: start from these noise factors/gains instead of the seeded random init (e.g.
+    the true noise PSD with ``config.update = "g"``)."""
     cfg: EMConfig = algo.config
     ctx = EMContext(model, batch, algorithm=algo.name, seed=seed)
-    st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
+    if nmf_init is not None:
+        st = NMFState(*(t.to(device=ctx.device, dtype=ctx.P.dtype) for t in (nmf_init.W, nmf_init.H, nmf_init.g)))
+    else:
+        st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
     algo.init(ctx)
     B = ctx.B
     active = torch.ones(B, dtype=torch.bool, device=ctx.device) if cfg.tol is not None else None
