@@ -292,13 +292,11 @@ class AVVAE(_VAEBase):
         vfeat = self._require(vfeat, mask)
         lead = b.shape[:-3]
         B, T, H = b.shape[-3:]
-        if lead:  # extra sample dims: run the fusion on [N * B, T, .]
+        if lead:  # extra sample dims: [N, B, T, .] against the shared vfeat (fusion.forward_samples)
             n = math.prod(lead)
-            out = self.fusion_dec(b.reshape(n * B, T, H),
-                                  vfeat.expand(*lead, *vfeat.shape).reshape(n * B, T, -1),
-                                  mask.expand(*lead, *mask.shape).reshape(n * B, T))
+            out = self.fusion_dec.forward_samples(b.reshape(n, B, T, H), vfeat, mask)
             fused = out.fused.reshape(*lead, B, T, -1)
-            w = None if out.weights is None else out.weights.reshape(n, B, T, 2).mean(0)
+            w = None if out.weights is None else out.weights.mean(0)
         else:
             out = self.fusion_dec(b, vfeat, mask)
             fused, w = out.fused, out.weights

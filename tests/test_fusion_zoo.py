@@ -106,3 +106,20 @@ def test_unknown_option_is_an_error():
         FusionConfig.from_dict({"windw": 3})
     with pytest.raises(ValueError, match="temporal"):
         FusionConfig.from_dict({"temporal": "lstm"})
+
+
+@pytest.mark.parametrize("temporal", ["none", "conv"])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_forward_samples_matches_forward(name, temporal):
+    f = _fusion(name, temporal)
+    N, B, T = 3, 2, 9
+    a, v = torch.randn(N, B, T, DA), torch.randn(B, T, DV)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, 6:] = False
+    out = f.forward_samples(a, v, mask)
+    assert out.fused.shape == (N, B, T, D)
+    for n in range(N):
+        ref = f(a[n], v, mask)
+        assert torch.allclose(out.fused[n][mask], ref.fused[mask], atol=1e-5)
+        if ref.weights is not None:
+            assert torch.allclose(out.weights[n][mask], ref.weights[mask], atol=1e-5)

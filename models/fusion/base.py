@@ -145,6 +145,17 @@ class Fusion(nn.Module):
     def score_dim(self) -> int:
         return self.config.audio_dim + self.config.visual_dim + self.context_dim
 
+    def forward_samples(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor) -> FusionOutput:
+        """``audio [N, B, T, Da]`` (N latent samples) with ``visual [B, T, Dv]`` and ``mask [B, T]``
+        shared by all samples -> fused ``[N, B, T, D]``, weights ``[N, B, T, 2]``. Default: run
+        :meth:`forward` on the flattened ``[N * B, T, .]``; fusions may override it to compute
+        the visual side once."""
+        N, B, T, _ = audio.shape
+        out = self(audio.reshape(N * B, T, -1), visual.expand(N, *visual.shape).reshape(N * B, T, -1),
+                   mask.expand(N, *mask.shape).reshape(N * B, T))
+        w = None if out.weights is None else out.weights.reshape(N, B, T, 2)
+        return FusionOutput(out.fused.reshape(N, B, T, -1), w, {})
+
     def init_audio_identity(self) -> bool:
         """Make the fusion pass the audio stream through unchanged at initialisation (when the
         architecture allows it) so an AV model initialised from an A-VAE starts as that A-VAE.

@@ -70,6 +70,26 @@ class CrossAttentionFusion(Fusion):
         gv = g.mean(-1)
         return FusionOutput(fused, torch.stack([1 - gv, gv], -1), {"attention": attn.mean(2)})
 
+    def forward_samples(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor) -> FusionOutput:
+        """Latent samples ``[N, B, T, Da]`` against shared video: keys/values and their windows
+        are computed once and broadcast over the N samples (same result as :meth:`forward`)."""
+        if self.context is not None:
+            return super().forward_samples(audio, visual, mask)
+        c = self.config
+        N, B, T, _ = audio.shape
+        q = self.q(audio).view(N, B, T, c.heads, c.head_dim)
+        k = self._windows(self.k(visual).view(B, T, c.heads, c.head_dim))
+        v = self._windows(self.v(visual).view(B, T, c.heads, c.head_dim))
+        kmask = self._windows(mask.to(audio.dtype)).bool()
+        scores = torch.einsum("nbthd,btwhd->nbthw", q, k) / c.head_dim ** 0.5 + self.rel_bias
+        scores = scores.masked_fill(~kmask.unsqueeze(2), float("-inf"))
+        attn = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+        cvis = self.o(torch.einsum("nbthw,btwhd->nbthd", attn, v).reshape(N, B, T, -1))
+        g = torch.sigmoid(self.gate(torch.cat([audio, cvis], -1)))
+        fused = torch.tanh(self.proj_a(audio) + g * cvis)
+        gv = g.mean(-1)
+        return FusionOutput(fused, torch.stack([1 - gv, gv], -1), {})
+
     def extra_macs_per_frame(self) -> int:
         c = self.config
         return 2 * c.heads * c.head_dim * (2 * c.window + 1)
