@@ -87,6 +87,12 @@ class TrainingSpec:
     patience: int = field(default=5, metadata={"range": (0, 100000)})
     kl_warmup_epochs: int = field(default=0, metadata={"range": (0, 100000)})
     reliability_augmentation: bool = True
+    # visual-reliability augmentation (models/augment.py): probability of one random visual
+    # corruption per utterance and epoch, of whole-video dropout, and the corruption kinds
+    # (None: every kind of models.augment.PREFERRED_KINDS the corruption registry has)
+    augment_p_corrupt: float = field(default=0.5, metadata={"range": (0.0, 1.0)})
+    augment_p_drop: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
+    augment_kinds: Optional[list[str]] = None
     init_from_avae: bool = True
     max_minutes: Optional[float] = field(default=None, metadata={"range": (0.0, None)})
     seed: int = 0

@@ -13,7 +13,8 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
   (a *copy*, not a reference: trap T12 of the reference code), optional linear KL warm-up over
   ``kl_warmup_epochs`` (off by default, as published), an optional wall-clock budget.
 * AV models: optional initialisation from a trained A-VAE (``init_from``), and the augmentation of
-  :mod:`models.augment` when ``reliability_augmentation`` is on (validation always uses clean video).
+  :mod:`models.augment` when ``reliability_augmentation`` is on (``augment_p_corrupt``,
+  ``augment_p_drop``, ``augment_kinds``; validation always uses clean video).
 * Determinism: weights are initialised under ``torch.manual_seed(derive_seed(seed, label))`` and
   every random draw (batch order, reparameterisation noise, augmentation) comes from generators
   seeded by the seed, the model label and the epoch: the same settings give the same checkpoint
@@ -221,7 +222,11 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         log.info("%s: initialised from A-VAE %s (%d tensors)", label, init_from, len(init_info))
     model.to(device)
 
-    aug_cfg = augment or AugmentConfig(seed=tr.seed)
+    if tr.augment_p_corrupt + tr.augment_p_drop > 1.0:
+        raise ValueError(f"model {label!r}: training.augment_p_corrupt + augment_p_drop must not exceed 1 "
+                         f"(got {tr.augment_p_corrupt} + {tr.augment_p_drop})")
+    aug_cfg = augment or AugmentConfig(p_corrupt=tr.augment_p_corrupt, p_drop=tr.augment_p_drop,
+                                       kinds=tr.augment_kinds, seed=tr.seed)
     augmenter = VisualAugmenter(aug_cfg) if (model.is_audio_visual and tr.reliability_augmentation) else None
     stft_cfg = STFTConfig()
     train_b = _Batcher(data.train, tr.seq_len, tr.batch_size, model.is_audio_visual, augmenter, stft_cfg)

@@ -91,3 +91,15 @@ def test_kl_warmup_schedule_and_early_stopping_only_at_full_kl(toy, tmp_path):
     assert [float(r["beta"]) for r in rows] == [0.5, 1.0, 1.0]
     meta = models.load(tmp_path).checkpoint_meta
     assert meta["best_epoch"] >= 2  # the best checkpoint is chosen among full-KL epochs
+
+
+def test_augmentation_settings_come_from_the_training_spec(toy, tmp_path):
+    root, data = toy
+    entry = ModelEntry("av-vae", "concat", params={"lip_size": LIP})
+    p = train_model(entry, _spec(epochs=1, reliability_augmentation=True, augment_p_corrupt=0.3, augment_p_drop=0.2,
+                                 augment_kinds=["blur", "occlusion"]), root, tmp_path / "a", data=data, progress=False)
+    aug = models.load(p).checkpoint_meta["augmentation"]
+    assert (aug["p_corrupt"], aug["p_drop"], aug["kinds"]) == (0.3, 0.2, ["blur", "occlusion"])
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        train_model(entry, _spec(epochs=1, reliability_augmentation=True, augment_p_corrupt=0.8, augment_p_drop=0.5),
+                    root, tmp_path / "b", data=data, progress=False)
