@@ -12,6 +12,7 @@ Range and choice constraints are declared in field metadata::
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -19,6 +20,35 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the source and the dotted key."""
+
+
+def _yaml_loader():
+    """A SafeLoader that reads ``1e-3`` as a float (YAML 1.1 requires a dot, YAML 1.2 does not)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+][0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
+
+
+def load_yaml(text: str):
+    """Parse YAML text with :func:`_yaml_loader` (floats such as ``1e-3`` are numbers)."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
 
 
 def _type_name(tp: Any) -> str:

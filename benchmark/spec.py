@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import yaml
 
-from benchmark.configtools import ConfigError, deep_merge, from_dict, set_dotted, to_dict
+from benchmark.configtools import ConfigError, deep_merge, from_dict, load_yaml, set_dotted, to_dict
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -194,7 +194,7 @@ def load_raw(name_or_path: str, _seen: tuple[str, ...] = ()) -> tuple[dict[str, 
     if key in _seen:
         raise ConfigError(f"{path}: circular 'extends' chain: {' -> '.join(_seen + (key,))}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -216,7 +216,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE (for example enhance.algorithms=[ldem])")
         k, v = item.split("=", 1)
         try:
-            value = yaml.safe_load(v)
+            value = load_yaml(v)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {k}: value {v!r} is not valid YAML: {exc}") from exc
         set_dotted(out, k.strip(), value)

@@ -67,3 +67,10 @@ def test_list_prints_every_family(capsys):
     for title in ("corpora", "noises", "corruptions", "models", "fusions", "algorithms", "metrics", "presets"):
         assert f"{title} (" in out, out
     assert "unavailable" not in out, out
+
+
+def test_yaml_numbers_in_exponent_form_are_floats():
+    from benchmark.spec import load_spec
+
+    spec = load_spec("smoke", ["training.lr=1e-3", "conditions.snrs_db=[-5, 1e1]"])
+    assert spec.training.lr == 0.001 and spec.conditions.snrs_db == [-5.0, 10.0]
