@@ -237,3 +237,51 @@ def test_sigkill_during_real_run_then_resume(e2e):
     assert subprocess.run(cmd, cwd=REPO, env=env, capture_output=True).returncode == 0
     pd.testing.assert_frame_equal(metric_table(run), metric_table(e2e["run"]))
     assert not list(run.rglob("*.tmp"))
+
+
+def test_input_scores_are_computed_once_per_item(e2e, monkeypatch):
+    """The mixture's input_* scores are computed once per item (score_input jobs), not once per
+    (item, model, algorithm); the table is identical to the one of the first run."""
+    import shutil
+
+    import benchmark.metrics as metrics
+
+    run = e2e["tmp"] / "rescore"
+    shutil.copytree(e2e["run"], run, symlinks=True)
+    shutil.rmtree(run / "jobs" / "score")
+    for t in ("score", "score_input"):
+        shutil.rmtree(run / "shards" / t, ignore_errors=True)
+    calls = []
+    real = metrics.score_input
+
+    def counting(ref, mixture, **kw):
+        calls.append(1)
+        return real(ref, mixture, **kw)
+
+    monkeypatch.setattr(metrics, "score_input", counting)
+    real_pair = metrics.score_pair
+    from benchmark.runner.pipeline import RunOptions, run_pipeline
+    from benchmark.spec import load_spec
+
+    s = run_pipeline(load_spec(str(e2e["preset"])), run, RunOptions(progress=False, report=False))
+    assert s.ok, s.text()
+    n_items = len(pd.read_parquet(run / "mixtures.parquet"))
+    assert len(calls) == n_items == 4  # not 16 (4 items x 4 systems)
+    inp = pd.read_parquet(run / "shards" / "score_input")
+    assert sorted(inp["item_id"]) == sorted(pd.read_parquet(run / "mixtures.parquet")["item_id"])
+    pd.testing.assert_frame_equal(metric_table(run), metric_table(e2e["run"]))
+    df = pd.read_parquet(run / "results.parquet")
+    assert (df.groupby("item_id")["input_si_sdr"].nunique() == 1).all()
+    # ... and equal to scoring each pair from scratch (input scores recomputed per pair)
+    from benchmark.audio_io import read_audio
+
+    for r in df[df["status"] == "ok"].head(3).to_dict("records"):
+        enh = pd.read_parquet(run / "enhanced.parquet").set_index(["item_id", "model_id", "algorithm"])
+        est = read_audio(run / enh.loc[(r["item_id"], r["model_id"], r["algorithm"]), "enhanced_path"], validate=False)
+        mix_row = pd.read_parquet(run / "mixtures.parquet").set_index("item_id").loc[r["item_id"]]
+        ref = read_audio(run / mix_row["clean_path"], validate=False)
+        mix = read_audio(run / mix_row["mixture_path"], validate=False)
+        fresh = real_pair(ref, est, mix, names=METRICS)
+        for k, v in fresh.items():
+            if not k.endswith("_error"):
+                assert v == pytest.approx(r[k], abs=1e-9), k

@@ -446,8 +446,41 @@ class Pipeline:
         return self._mix_key_of[row["item_id"]]
 
     # -- scoring -----------------------------------------------------------------------------
+    def score_inputs(self, enh_jobs: list[tuple[Job, list[dict]]]) -> dict[str, dict[str, Any]]:
+        """The unprocessed mixtures' scores, once per item (not once per (item, model, algorithm)):
+        item_id -> ``input_<col>``/``input_<col>_error``. Jobs of the score stage (table
+        ``score_input``), chunked per condition like the mixing; an item's scores depend only on
+        its mixture files (its mixing identity), the metric names and the PESQ mode."""
+        ms = self.spec.metrics
+        items: dict[str, dict[str, Any]] = {}
+        for _, chunk in enh_jobs:
+            for it in chunk:
+                items.setdefault(it["item_id"], it)
+        by_cond: dict[str, list[dict[str, Any]]] = {}
+        for it in items.values():
+            by_cond.setdefault(str(it["condition_id"]), []).append(it)
+        jobs = []
+        for cid in sorted(by_cond):
+            recs = sorted(by_cond[cid], key=lambda r: r["item_id"])
+            for i in range(0, len(recs), self.opts.mix_chunk):
+                chunk = recs[i:i + self.opts.mix_chunk]
+                inputs = {"what": "input", "items": [(c["item_id"], self._mix_identity(c)) for c in chunk],
+                          "names": list(ms.names), "pesq_mode": ms.pesq_mode, "version": stage_version("score")}
+                jobs.append(Job("score", inputs, stages.score_input_job,
+                                {"run_dir": str(self.run_dir), "items": chunk, "names": list(ms.names),
+                                 "pesq_mode": ms.pesq_mode},
+                                label=f"input/{cid}[{i}:{i + len(chunk)}]", table="score_input"))
+        if not jobs:
+            return {}
+        res = self._run("score", jobs)
+        df = self.store.read_table("score_input", res.ok_keys)
+        if df.empty:
+            return {}
+        return {r.pop("item_id"): r for r in df.to_dict("records")}
+
     def score(self, enh_jobs: list[tuple[Job, list[dict]]]) -> list[str]:
         ms = self.spec.metrics
+        input_scores = self.score_inputs(enh_jobs)
         jobs = []
         for ej, items in enh_jobs:
             rows = self.store.read_table("enhance", [ej.key]).to_dict("records")
@@ -457,7 +490,9 @@ class Pipeline:
                       "version": stage_version("score")}
             jobs.append(Job("score", inputs, stages.score_job,
                             {"run_dir": str(self.run_dir), "items": items, "enhanced": rows, "names": list(ms.names),
-                             "pesq_mode": ms.pesq_mode}, label=ej.label))
+                             "pesq_mode": ms.pesq_mode,
+                             "inputs": {it["item_id"]: input_scores[it["item_id"]] for it in items
+                                        if it["item_id"] in input_scores}}, label=ej.label))
         res = self._run("score", jobs)
         for k in res.failed_keys:
             j = next(j for j in jobs if j.key == k)

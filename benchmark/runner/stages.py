@@ -256,14 +256,40 @@ def weight_summaries(traces_path: Optional[Path]) -> dict[str, float]:
     return out
 
 
+def score_input_job(run_dir: str, items: list[dict[str, Any]], names: list[str], pesq_mode: str) -> JobOutput:
+    """The unprocessed mixture's scores (``input_<col>``, ``input_<col>_error``) of a chunk of
+    items, computed once per item and reused by every (model, algorithm) that scores it.
+
+    A bad item gets no row (its score jobs then compute the input scores themselves and record
+    the problem there)."""
+    from benchmark.audio_io import read_audio
+    from benchmark.metrics import score_input
+
+    rd = Path(run_dir)
+    rows = []
+    for it in items:
+        try:
+            ref = read_audio(rd / it["clean_path"], validate=False)
+            mix = read_audio(rd / it["mixture_path"], validate=False)
+        except Exception as exc:  # noqa: BLE001 - isolate the item
+            log.error("input scores of %s: %s: %s", it.get("item_id"), type(exc).__name__, exc)
+            continue
+        rows.append({"item_id": it["item_id"], **score_input(ref, mix, names=list(names), pesq_mode=pesq_mode)})
+    return JobOutput(rows=rows)
+
+
 def score_job(run_dir: str, items: list[dict[str, Any]], enhanced: list[dict[str, Any]], names: list[str],
-              pesq_mode: str) -> JobOutput:
-    """Score the enhanced items of one enhancement job: one result row per item."""
+              pesq_mode: str, inputs: Optional[dict[str, dict[str, Any]]] = None) -> JobOutput:
+    """Score the enhanced items of one enhancement job: one result row per item.
+
+    ``inputs``: item_id -> the mixture's scores from :func:`score_input_job` (reused, not
+    recomputed; an item without them has them computed here)."""
     from benchmark.audio_io import read_audio
     from benchmark.metrics import score_pair
 
     rd = Path(run_dir)
     by_id = {it["item_id"]: it for it in items}
+    inputs = inputs or {}
     rows = []
     for e in enhanced:
         it = by_id[e["item_id"]]
@@ -277,7 +303,8 @@ def score_job(run_dir: str, items: list[dict[str, Any]], enhanced: list[dict[str
                 ref = read_audio(rd / it["clean_path"], validate=False)
                 est = read_audio(rd / e["enhanced_path"], validate=False)
                 mix = read_audio(rd / it["mixture_path"], validate=False)
-                row.update(score_pair(ref, est, mix, names=list(names), pesq_mode=pesq_mode))
+                row.update(score_pair(ref, est, mix, names=list(names), pesq_mode=pesq_mode,
+                                      inputs=inputs.get(e["item_id"])))
             except Exception as exc:  # noqa: BLE001 - one bad item does not stop the job
                 row.update(status=STATUS_FAILED, error=f"score: {type(exc).__name__}: {exc}")
             row["score_time_s"] = time.perf_counter() - t0
@@ -288,5 +315,5 @@ def score_job(run_dir: str, items: list[dict[str, Any]], enhanced: list[dict[str
     return JobOutput(rows=rows)
 
 
-__all__ = ["corpus_job", "train_job", "speech_nmf_job", "mix_job", "enhance_job", "score_job",
+__all__ = ["corpus_job", "train_job", "speech_nmf_job", "mix_job", "enhance_job", "score_input_job", "score_job",
            "weight_summaries", "load_model", "BASELINE_KEY"]
