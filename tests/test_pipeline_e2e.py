@@ -285,3 +285,25 @@ def test_input_scores_are_computed_once_per_item(e2e, monkeypatch):
         for k, v in fresh.items():
             if not k.endswith("_error"):
                 assert v == pytest.approx(r[k], abs=1e-9), k
+
+
+def test_report_goes_to_reports_name_or_report_dir(e2e, tmp_path, monkeypatch):
+    """`run --out runs/NAME` writes the report to reports/NAME/ relative to the current directory
+    (as `report runs/NAME` does), or to --report-dir; a report failure does not lose results."""
+    import shutil
+
+    run = tmp_path / "runs" / "myrun"
+    shutil.copytree(e2e["run"], run, symlinks=True)
+    preset = reduced_preset(e2e["tmp"], e2e["corpus"], "tiny-report.yaml",
+                            report={"bootstrap": 20, "n_examples": 1, "figure_formats": ["png"]})
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    assert main(["run", "--preset", str(preset), "--out", str(run), "--no-progress"]) == 0
+    print(f"report of the reduced run: {time.perf_counter() - t0:.1f} s")
+    assert (tmp_path / "reports" / "myrun" / "index.html").stat().st_size > 1000
+    last = json.loads((run / "run.json").read_text())["invocations"][-1]["summary"]
+    assert last["report"] == str(Path("reports") / "myrun" / "index.html") or last["report"].endswith("myrun/index.html")
+    assert last["stages"]["report"]["failed"] == 0 and last["stages"]["enhance"]["ran"] == 0
+    other = tmp_path / "elsewhere"
+    assert main(["run", "--preset", str(preset), "--out", str(run), "--no-progress", "--report-dir", str(other)]) == 0
+    assert (other / "index.html").exists()

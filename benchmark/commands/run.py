@@ -5,9 +5,12 @@ crash or a kill (even SIGKILL) finishes the grid without recomputing finished jo
 are recorded (see failures.csv) and the run exits with status 1; ``--retry-failed`` reruns just
 those (at most ``--max-attempts`` times in all).
 
+The report goes to ``reports/<name of the --out folder>/`` (relative to the current directory,
+as ``report runs/NAME`` writes ``reports/NAME/``), or to ``--report-dir``.
+
 Examples::
 
-    python run_benchmark.py run --preset smoke --out runs/smoke --jobs 2
+    python run_benchmark.py run --preset smoke --out runs/smoke --jobs 2    # report: reports/smoke/
     python run_benchmark.py run --preset paper-table --limit 4 --dask-local 2
     python run_benchmark.py run --preset full --scheduler tcp://10.0.0.5:8786 --out /shared/runs/full
 """
@@ -36,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-attempts", type=int, default=3, help="give up on a job after this many attempts (default 3)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use at most N test utterances")
     p.add_argument("--no-report", action="store_true", help="skip the report stage")
+    p.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="where the report goes (default: reports/<name of the --out folder>, like `report runs/NAME`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{spec.name}")
     opts = RunOptions(jobs=jobs, dask_local=dask_local if not scheduler else 0, scheduler=scheduler,
                       retry_failed=args.retry_failed, max_attempts=args.max_attempts, progress=not args.no_progress,
-                      report=not args.no_report, preset=args.preset)
+                      report=not args.no_report, report_dir=args.report_dir, preset=args.preset)
     try:
         summary = run_pipeline(spec, out, opts)
     except RunLockedError as exc:

@@ -85,6 +85,9 @@ class RunOptions:
     max_attempts: int = 3
     progress: bool = True
     report: bool = True
+    #: where the report goes; None: ``reports/<run folder name>`` relative to the current
+    #: directory (the convention of ``report runs/NAME``, which writes ``reports/NAME/``)
+    report_dir: Optional[str] = None
     mix_chunk: int = 16  # utterances per mixing job
     enhance_chunk: int = 64  # utterances per enhancement job (enhance() packs them by frame budget)
     preset: str = ""
@@ -539,23 +542,29 @@ class Pipeline:
         return df
 
     # -- report ------------------------------------------------------------------------------
+    def report_dir(self) -> Path:
+        """``RunOptions.report_dir``, else ``reports/<run folder name>`` (relative to the cwd)."""
+        return Path(self.opts.report_dir) if self.opts.report_dir else Path("reports") / self.run_dir.name
+
     def report(self) -> Optional[str]:
+        """Write the report (:func:`benchmark.report.api.write_report`) into :meth:`report_dir`;
+        a failing report is recorded as a failed ``report`` stage, the results stay."""
         try:
-            api = importlib.import_module("benchmark.report.api")
-        except ImportError:
-            log.info("no report module (benchmark.report.api); skipping the report")
+            from benchmark.report.api import write_report
+        except ImportError as exc:
+            log.info("no report module (%s); skipping the report", exc)
             return None
-        fn = getattr(api, "build_report", None) or getattr(api, "make_report", None)
-        if fn is None:
-            log.info("benchmark.report.api has no build_report(); skipping the report")
-            return None
+        t0 = time.perf_counter()
         try:
-            out = fn(self.run_dir)
+            out = write_report(self.run_dir, self.report_dir(), self.spec, progress=self.opts.progress)
         except Exception as exc:  # noqa: BLE001 - the results are safe; report the problem
             log.error("report failed: %s: %s", type(exc).__name__, exc)
-            self.summary.stages.setdefault("report", StageResult("report", ["report"], {"report": {
-                "status": "failed", "error": f"{type(exc).__name__}: {exc}"}}, failed=1))
+            self.summary.stages["report"] = StageResult("report", ["report"], {"report": {
+                "status": "failed", "error": f"{type(exc).__name__}: {exc}"}}, ran=1, failed=1,
+                wall_time_s=time.perf_counter() - t0)
             return None
+        self.summary.stages["report"] = StageResult("report", ["report"], {"report": {"status": STATUS_DONE}}, ran=1,
+                                                    wall_time_s=time.perf_counter() - t0)
         return str(out) if out is not None else None
 
     # -- all ---------------------------------------------------------------------------------
