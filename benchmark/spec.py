@@ -56,7 +56,25 @@ class ConditionsSpec:
     seed: int = 0
     peak_normalise: bool = False
     allow_noise_loop: bool = True
-    noise_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"root": "/data/DEMAND"}
+    # keyed by noise name (each a name of ``noises``): the keyword options of that noise's factory
+    # only, e.g. {"demand-DKITCHEN": {"root": "/data/DEMAND"}, "musan": {"root": "/data/musan"}};
+    # noises without an entry get none (built-in noises reject unknown options)
+    noise_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, opts in self.noise_options.items():
+            if name not in self.noises:
+                raise ConfigError(
+                    f"key 'conditions.noise_options.{name}': {name!r} is not one of conditions.noises "
+                    f"{list(self.noises)} (noise_options is keyed by noise name, e.g. "
+                    f"{{demand-DKITCHEN: {{root: /data/DEMAND}}}})")
+            if not isinstance(opts, dict):
+                raise ConfigError(f"key 'conditions.noise_options.{name}': expected a mapping of options of noise "
+                                  f"{name!r} (e.g. {{root: /data/...}}), got {type(opts).__name__} {opts!r}")
+
+    def options_for(self, noise: str) -> dict[str, Any]:
+        """The factory options of one noise (``noise_options[noise]``, else none)."""
+        return dict(self.noise_options.get(noise) or {})
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Registered in :data:`noise_sets.NOISES` as ``factory(corpus_root=None, *, root, ...) -> NoiseSource``
 (``corpus_root`` is accepted and ignored; ``root`` and the other keys come from
-``ConditionsSpec.noise_options``):
+``ConditionsSpec.noise_options[<noise name>]``):
 
 =====================  ==========================================================================
 name                   folder layout under ``root``

@@ -212,7 +212,7 @@ def build_mixtures(spec: Any, corpus_root: Path | str, run_dir: Path | str, jobs
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.to_dict("records")]
     conds = expand_conditions(cs)
     log.info("mixing %d utterances x %d conditions into %s", len(rows), len(conds), run_dir)
-    args = [(str(corpus_root), rows, c, dict(cs.noise_options), str(run_dir)) for c in conds]
+    args = [(str(corpus_root), rows, c, cs.options_for(c.noise), str(run_dir)) for c in conds]
     if jobs <= 1:
         results = [_mix_condition(*a) for a in tqdm(args, desc="mixing", unit="condition", disable=not progress)]
     else:

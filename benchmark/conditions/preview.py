@@ -115,7 +115,8 @@ def preview_utterance(corpus_root: Path | str, utt_id: str | None, out_dir: Path
                       definition: str = "energy", snrs: Sequence[float] = DEFAULT_SNRS,
                       severities: Sequence[float] = DEFAULT_SEVERITIES) -> list[Path]:
     """Write ``corruptions.png`` and ``spectrograms.png`` for one utterance (default: the first of
-    ``split``) under ``out_dir``; returns their paths."""
+    ``split``) under ``out_dir``; returns their paths. ``noise_options``: keyed by noise name
+    (``ConditionsSpec.noise_options``)."""
     from benchmark.corpus.manifest import load_utterance, read_manifest
     from noise_sets import NOISES
 
@@ -132,7 +133,7 @@ def preview_utterance(corpus_root: Path | str, utt_id: str | None, out_dir: Path
         row = sel.iloc[0]
     utt = load_utterance(corpus_root, row)
     out_dir = Path(out_dir)
-    sources = {n: NOISES.get(n)(corpus_root=Path(corpus_root), **(noise_options or {})) for n in noises}
+    sources = {n: NOISES.get(n)(corpus_root=Path(corpus_root), **dict((noise_options or {}).get(n) or {})) for n in noises}
     a = corruption_grid(utt.lips, out_dir / "corruptions.png", seed=seed, severities=severities,
                         title=f"visual corruptions of {utt.utt_id} ({utt.lips.shape[1]}x{utt.lips.shape[2]} px, {utt.fps:g} fps)")
     b = spectrogram_grid(utt, sources, out_dir / "spectrograms.png", snrs=snrs, definition=definition, seed=seed,

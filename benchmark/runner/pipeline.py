@@ -320,17 +320,18 @@ class Pipeline:
         rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in utts.to_dict("records")]
         conds = expand_conditions(cs)
         jobs = []
-        settings = {"split": cs.split, "noise_options": cs.noise_options, "peak_normalise": cs.peak_normalise,
-                    "allow_noise_loop": cs.allow_noise_loop}
         for cond in conds:
             cd = dataclasses.asdict(cond)
+            # only this noise's options: changing another noise's options reruns nothing here
+            settings = {"split": cs.split, "noise_options": cs.options_for(cond.noise),
+                        "peak_normalise": cs.peak_normalise, "allow_noise_loop": cs.allow_noise_loop}
             for i in range(0, len(rows), self.opts.mix_chunk):
                 chunk = rows[i:i + self.opts.mix_chunk]
                 inputs = {"corpus": corpus_id, "utts": [u["utt_id"] for u in chunk], "condition": cd,
                           "settings": settings, "version": stage_version("mix")}
                 jobs.append(Job("mix", inputs, stages.mix_job,
                                 {"run_dir": str(self.run_dir), "corpus_root": str(corpus_root), "utts": chunk,
-                                 "condition": cd, "noise_options": cs.noise_options},
+                                 "condition": cd, "noise_options": cs.options_for(cond.noise)},
                                 label=f"{cond.condition_id}[{i}:{i + len(chunk)}]"))
                 for u in chunk:  # items of a mixing job that fails as a whole
                     stub = stages._item_stub(u, cond)
