@@ -307,3 +307,33 @@ def test_report_goes_to_reports_name_or_report_dir(e2e, tmp_path, monkeypatch):
     other = tmp_path / "elsewhere"
     assert main(["run", "--preset", str(preset), "--out", str(run), "--no-progress", "--report-dir", str(other)]) == 0
     assert (other / "index.html").exists()
+
+
+def test_stage_commands_reuse_the_runs_jobs(e2e, tmp_path, capsys):
+    """`mix`, `train`, `enhance` and `score --preset/--out` run the runner's jobs: on a finished run
+    folder they recompute nothing; `mix` in a fresh folder makes exactly the mixing jobs of `run`
+    (also with --corpus, which identifies the corpus by its checksum)."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(e2e["run"], run, symlinks=True)
+    before = metric_table(run)
+    preset = str(e2e["preset"])
+    jobs_before = {p: p.stat().st_mtime_ns for p in (run / "jobs").rglob("*.json")}
+    for argv in (["mix", "--preset", preset, "--out", str(run)],
+                 ["train", "--preset", preset, "--out", str(run), "--no-progress"],
+                 ["enhance", "--preset", preset, "--out", str(run), "--no-progress"],
+                 ["score", "--preset", preset, "--out", str(run)]):
+        assert main(argv) == 0, argv
+        last = json.loads((run / "run.json").read_text())["invocations"][-1].get("summary")
+        if last is not None:
+            assert last["stages"] and all(s["ran"] == 0 for s in last["stages"].values()), (argv[0], last)
+        # no job ran: no new job record, none rewritten
+        assert {p: p.stat().st_mtime_ns for p in (run / "jobs").rglob("*.json")} == jobs_before, argv[0]
+    assert "training summary" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(metric_table(run), before)
+    for i, extra in enumerate(([], ["--corpus", str(e2e["corpus"])])):
+        fresh = tmp_path / f"fresh{i}"
+        assert main(["mix", "--preset", preset, "--out", str(fresh), *extra]) == 0
+        assert set(records(fresh, "mix")) == set(records(e2e["run"], "mix"))
+        assert len(pd.read_parquet(fresh / "mixtures.parquet")) == 4

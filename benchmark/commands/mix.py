@@ -3,7 +3,8 @@
 Writes ``<out>/mixtures/<condition_id>/<utt_id>/{mixture,clean,noise}.wav``, ``lips.npy``
 (corrupted uint8 frames), ``corruption.npy`` (per-frame corruption level) and the table
 ``<out>/mixtures.parquet`` (one row per utterance x condition). The corpus is built first if
-needed (or given with ``--corpus``).
+needed (or given with ``--corpus``). It runs the runner's cached mixing jobs (the same as
+``run`` with the same preset and ``--out``, which then reuses them; rerunning is free).
 
 ``mix preview [--utt ID]`` writes, for one utterance, a PNG grid of each visual corruption at
 three severities and the spectrograms of its mixtures at three SNRs, under ``<out>/preview/<utt>/``.
@@ -66,13 +67,23 @@ def run(args: argparse.Namespace) -> int:
         for p in paths:
             print(p)
         return 0
-    from benchmark.conditions.build import MIX_TABLE, build_mixtures
+    from benchmark.conditions.build import MIX_TABLE
+    from benchmark.runner.pipeline import RunOptions, run_stages
 
     jobs = args.jobs if args.jobs is not None else spec.runner.jobs
-    table = build_mixtures(spec, root, out, jobs=jobs)
+    # the runner's cached mixing jobs: `run` with the same preset and --out reuses them
+    opts = RunOptions(jobs=jobs, report=False, preset=args.preset, corpus_root=args.corpus)
+    summary, produced = run_stages(spec, out, "mix", opts)
+    table = produced["mixtures"]
+    ok = table[table["status"] == "ok"] if "status" in table else table
     n_cond = table["condition_id"].nunique()
-    print(f"{len(table)} items ({table['utt_id'].nunique()} utterances x {n_cond} conditions) -> {out / MIX_TABLE}")
-    worst = (table["snr_measured_db"] - table["snr_db"]).abs().max()
-    print(f"max |measured - target SNR| = {worst:.2e} dB; mean corrupted frame fraction "
-          f"{table.groupby('corruption')['corrupted_fraction'].mean().round(3).to_dict()}")
-    return 0
+    print(f"{len(table)} items ({table['utt_id'].nunique()} utterances x {n_cond} conditions) -> {out / MIX_TABLE}"
+          f"  [{summary.stages['mix'].summary()}]")
+    if len(ok):
+        worst = (ok["snr_measured_db"] - ok["snr_db"]).abs().max()
+        print(f"max |measured - target SNR| = {worst:.2e} dB; mean corrupted frame fraction "
+              f"{ok.groupby('corruption')['corrupted_fraction'].mean().round(3).to_dict()}")
+    n_bad = len(table) - len(ok)
+    if n_bad:
+        print(f"{n_bad} items failed (see the 'error' column of {out / MIX_TABLE}; rerun with `run --retry-failed`)")
+    return 0 if summary.ok and n_bad == 0 else 1

@@ -6,15 +6,23 @@ and delta_* columns and enables sir/sar). Files without a partner are listed and
 metric that fails on a pair gives NaN and a reason in ``<metric>_error``; it never stops the
 batch. Scoring runs in ``--jobs`` processes and the table is the same for any ``--jobs``.
 
-Example::
+Without ``--ref``/``--est`` it scores a run instead: ``score --preset NAME --out runs/NAME`` runs
+the runner's cached stages up to the results table (corpus, training, mixing, enhancement and
+scoring jobs are the same as ``run``'s, so whatever is done is reused) and writes
+``<out>/results.parquet``/``results.csv`` (no report).
+
+Examples::
 
     python run_benchmark.py score --ref data/clean --est runs/x/enhanced --mix data/noisy --out results.csv
+    python run_benchmark.py score --preset smoke --out runs/smoke
 """
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+
+from benchmark.cli import add_spec_arguments
 
 NAME = "score"
 HELP = "score a folder of estimates against references (PESQ, STOI, ESTOI, SI-SDR, SDR, ...)"
@@ -24,13 +32,16 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ref", required=True, help="folder of clean reference files")
-    p.add_argument("--est", required=True, help="folder of estimates (matched to references by relative path)")
+    p.add_argument("--ref", default=None, help="folder of clean reference files (folder mode)")
+    p.add_argument("--est", default=None, help="folder of estimates (matched to references by relative path)")
     p.add_argument("--mix", default=None, help="folder of unprocessed mixtures (adds input_* and delta_* columns)")
-    p.add_argument("--out", default="results.csv", help="output table (.csv or .parquet; default results.csv)")
+    p.add_argument("--out", default=None, help="folder mode: output table (.csv or .parquet; default results.csv); "
+                   "run mode: the run folder (default runs/<preset name>)")
     p.add_argument("--metrics", nargs="+", default=None, help="metric names (default: si_sdr pesq stoi estoi sdr)")
-    p.add_argument("--pesq-mode", default="wb", choices=("wb", "nb"), help="PESQ mode (default wb)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--pesq-mode", default=None, choices=("wb", "nb"), help="PESQ mode (default wb)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default 1; run mode: runner.jobs)")
+    add_spec_arguments(p, out=False)
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="run mode: use at most N test utterances")
 
 
 def audio_files(folder: Path) -> dict[str, Path]:
@@ -59,9 +70,41 @@ def match_pairs(ref: Path, est: Path, mix: Path | None = None) -> tuple[list[dic
     return pairs, unmatched
 
 
+def run_scores_of_run(args: argparse.Namespace) -> int:
+    """Run mode: the runner's cached stages up to the results table of ``--preset``/``--out``."""
+    from benchmark.runner.pipeline import RunOptions, run_stages
+    from benchmark.spec import load_spec
+
+    overrides = list(args.overrides)
+    if args.metrics:
+        overrides.append(f"metrics.names=[{', '.join(args.metrics)}]")
+    if args.pesq_mode:
+        overrides.append(f"metrics.pesq_mode={args.pesq_mode}")
+    if args.limit is not None:
+        overrides.append(f"runner.limit={args.limit}")
+    spec = load_spec(args.preset, overrides)
+    out = Path(args.out or f"runs/{spec.name}")
+    jobs = args.jobs if args.jobs is not None else spec.runner.jobs
+    summary, produced = run_stages(spec, out, "results", RunOptions(jobs=jobs, report=False, preset=args.preset))
+    print(summary.text())
+    print(f"results: {out / 'results.parquet'} (and results.csv)")
+    return 0 if summary.ok else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark.metrics import DEFAULT_METRICS, score_many
 
+    if args.ref is None and args.est is None:
+        return run_scores_of_run(args)
+    if args.ref is None or args.est is None:
+        log.error("score: folder mode needs both --ref and --est (or neither, to score a run: --preset/--out)")
+        return 2
+    if args.overrides or args.limit is not None:
+        log.error("score: --set/--limit apply to run mode (--preset/--out), not to --ref/--est folders")
+        return 2
+    args.out = args.out or "results.csv"
+    args.jobs = args.jobs if args.jobs is not None else 1
+    args.pesq_mode = args.pesq_mode or "wb"
     pairs, unmatched = match_pairs(Path(args.ref), Path(args.est), Path(args.mix) if args.mix else None)
     for n in unmatched[:20]:
         log.warning("unmatched: %s", n)

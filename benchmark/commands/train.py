@@ -1,8 +1,9 @@
 """Train the preset's speech models on the clean train split of its corpus (nothing noisy is seen).
 
 Each model goes to ``<out>/models/<model_key>/`` (``checkpoint.pt``, ``config.json``,
-``curves.csv``, ``curves.png``); a model already trained with the same settings, corpus and
-initialisation is reused unless ``--force``. AV models are initialised from the A-VAE when
+``curves.csv``, ``curves.png``) through the runner's training jobs, the same as ``run``'s: a model
+already trained with the same settings, corpus and initialisation (here or by ``run``) is reused
+unless ``--force``. AV models are initialised from the A-VAE when
 ``training.init_from_avae`` is on (the A-VAE is trained first if needed). The summary prints each
 model's validation reconstruction loss (Itakura-Saito divergence per TF bin, clean video) and the
 negative ELBO, and compares the AV models with the A-VAE; it is also written to
@@ -50,23 +51,28 @@ def _select(spec, model: str | None, fusion: str | None):
     return chosen or [ModelEntry(name=model, fusion=fusion)]
 
 
+def _check_names(entries) -> None:
+    """Unknown model / fusion names fail before any work (KeyError listing the known names)."""
+    from models.registry import FUSIONS, MODELS
+
+    for e in entries:
+        MODELS.get(e.name)
+        if e.fusion:
+            FUSIONS.get(e.fusion)
+
+
 def run(args: argparse.Namespace) -> int:
-    from benchmark.corpus.manifest import read_manifest
-    from benchmark.schema import model_key
+    import dataclasses
+
+    from benchmark.runner.pipeline import RunOptions, run_stages
     from benchmark.spec import ModelEntry, load_spec
     from models.checkpoint import read_meta
-    from models.training import is_trained, load_training_data, resolve_training, train_model, training_key
+    from models.training import load_training_data
 
     spec = load_spec(args.preset, list(args.overrides))
     out = Path(args.out or f"runs/{spec.name}")
-    if args.corpus:
-        read_manifest(args.corpus)
-        root = Path(args.corpus)
-    else:
-        from benchmark.corpus.build import ensure_corpus
-
-        root = Path(ensure_corpus(spec.corpus))
     entries = _select(spec, args.model, args.fusion)
+    _check_names(entries)
     avae_entry = next((e for e in spec.models if e.name == "a-vae"), ModelEntry(name="a-vae"))
     needs_avae = spec.training.init_from_avae and any(
         e.name != "a-vae" and e.training.get("init_from_avae", True) for e in entries)
@@ -76,23 +82,25 @@ def run(args: argparse.Namespace) -> int:
         entries = [avae_entry] + entries
     entries = sorted(entries, key=lambda e: e.name != "a-vae")  # the A-VAE first
 
+    # the runner's training jobs (same keys as `run`: a model trained here is reused there and
+    # vice versa); composite models (mixture/switching VAEs) need no training
     progress = not args.no_progress
+    opts = RunOptions(jobs=spec.runner.jobs, progress=progress, report=False, preset=args.preset,
+                      corpus_root=args.corpus, force=("train",) if args.force else ())
+    rs, produced = run_stages(dataclasses.replace(spec, models=entries), out, "train", opts)
+    root = produced["corpus_root"]
+    trained = produced["trained"]
+    failed = [e.label for e in entries if e.label not in trained and not _is_composite(e)]
+    if failed:
+        for k in rs.stages["train"].failed_keys:
+            rec = rs.stages["train"].records.get(k, {})
+            log.error("training %s failed: %s", rec.get("label", k), rec.get("error"))
+    entries = [e for e in entries if e.label in trained]
+    if not entries:
+        print(f"no model trained ({', '.join(failed)} failed; see {out / 'jobs' / 'train'})")
+        return 1
+    done: dict[str, Path] = {e.label: Path(trained[e.label]["checkpoint"]) for e in entries}
     data_cache: dict[int, Any] = {}
-    done: dict[str, Path] = {}
-    for e in entries:
-        tr = resolve_training(e, spec.training)
-        init = done.get(avae_entry.label) if (e.name != "a-vae" and tr.init_from_avae) else None
-        mdir = out / "models" / model_key(e.label)
-        key = training_key(e, tr, root, init)
-        if not args.force and is_trained(mdir, key):
-            log.info("%s: up to date in %s (use --force to retrain)", e.label, mdir)
-            done[e.label] = mdir / "checkpoint.pt"
-            continue
-        lip = int(e.params.get("lip_size", 64))
-        if lip not in data_cache:
-            data_cache[lip] = load_training_data(root, lip, progress=progress)
-        done[e.label] = train_model(e, spec.training, root, mdir, init_from=init, progress=progress,
-                                    data=data_cache[lip])
 
     rows = []
     for e in entries:
@@ -141,4 +149,12 @@ def run(args: argparse.Namespace) -> int:
         print("mean visual weight on validation speech (clean video vs. corrupted; diagnostic):")
         print("\n".join(probe_lines))
     print(f"summary written to {summary}")
-    return 0
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see {out / 'jobs' / 'train'}; rerun with `run --retry-failed`)")
+    return 1 if failed else 0
+
+
+def _is_composite(entry: Any) -> bool:
+    from models.mixture import is_composite
+
+    return bool(is_composite(entry.name))

@@ -88,6 +88,11 @@ class RunOptions:
     #: where the report goes; None: ``reports/<run folder name>`` relative to the current
     #: directory (the convention of ``report runs/NAME``, which writes ``reports/NAME/``)
     report_dir: Optional[str] = None
+    #: an existing corpus root to use instead of building/locating the spec's corpus (its
+    #: checksum stands for it in the job keys, so the same corpus gives the same keys)
+    corpus_root: Optional[str] = None
+    #: stages whose jobs are recomputed even if done (e.g. ``("train",)`` for ``train --force``)
+    force: tuple[str, ...] = ()
     mix_chunk: int = 16  # utterances per mixing job
     enhance_chunk: int = 64  # utterances per enhancement job (enhance() packs them by frame budget)
     preset: str = ""
@@ -212,6 +217,12 @@ class Pipeline:
         self.blocked: dict[tuple[str, str, str], str] = {}
 
     def _run(self, stage: str, jobs: list[Job], executor: Any = None) -> StageResult:
+        if stage in self.opts.force:
+            for j in jobs:
+                rec = self.store.record_path(j.stage, j.key)
+                if rec.exists():
+                    log.info("%s: recomputing (forced)", j.describe())
+                    rec.unlink()
         self.store.write_plan(stage, [j.key for j in jobs])
         res = run_jobs(jobs, self.run_dir, executor or self.executor, stage=stage, retry_failed=self.opts.retry_failed,
                        max_attempts=self.opts.max_attempts, progress=self.opts.progress)
@@ -233,6 +244,9 @@ class Pipeline:
 
     # -- corpus ------------------------------------------------------------------------------
     def corpus(self) -> tuple[Path, str]:
+        """The corpus root and its identity (checksum) for the job keys downstream."""
+        if self.opts.corpus_root:
+            return self._given_corpus(Path(self.opts.corpus_root))
         c = _asdict(self.spec.corpus)
         job = Job("corpus", {"corpus": c, "version": stage_version("corpus")}, stages.corpus_job,
                   {"corpus": c}, label=self.spec.corpus.name)
@@ -241,6 +255,28 @@ class Pipeline:
         if rec["status"] != STATUS_DONE:
             raise RuntimeError(f"corpus stage failed: {rec['error']}\n{rec.get('traceback', '')}")
         root = Path(rec["meta"]["root"])
+        self._link_corpus(root)
+        return root, rec["meta"].get("checksum") or job.key
+
+    def _given_corpus(self, root: Path) -> tuple[Path, str]:
+        """An existing corpus (``RunOptions.corpus_root``): validated, identified by its checksum
+        (the sidecar's, else a hash of the manifest file)."""
+        from benchmark.audio_io import DataError
+        from benchmark.corpus.manifest import MANIFEST_FILE, read_manifest, read_sidecar
+
+        root = root.resolve()
+        read_manifest(root)  # a clear error if it is not a corpus
+        try:
+            checksum = str(read_sidecar(root).get("checksum") or "")
+        except DataError:
+            checksum = ""
+        if not checksum:
+            checksum = "manifest-" + stable_hash((root / MANIFEST_FILE).read_bytes().hex(), length=20)
+        self._link_corpus(root)
+        return root, checksum
+
+    def _link_corpus(self, root: Path) -> None:
+        """``<run>/corpus`` -> the corpus root (atomically replaced)."""
         link = self.run_dir / "corpus"
         if not (link.is_symlink() and os.readlink(link) == str(root)):
             tmp = self.run_dir / ".corpus.link.tmp"
@@ -248,7 +284,6 @@ class Pipeline:
                 tmp.unlink()
             os.symlink(root, tmp)
             os.replace(tmp, link)
-        return root, rec["meta"].get("checksum") or job.key
 
     # -- training ----------------------------------------------------------------------------
     def train(self, corpus_root: Path, corpus_id: str) -> dict[str, dict[str, Any]]:
@@ -569,25 +604,73 @@ class Pipeline:
         return str(out) if out is not None else None
 
     # -- all ---------------------------------------------------------------------------------
-    def run(self) -> RunSummary:
-        t0 = time.perf_counter()
+    def run_until(self, until: str = "results") -> dict[str, Any]:
+        """Run the stages needed for ``until`` (a stage of :data:`STAGES` or ``"results"``),
+        with exactly the jobs (and keys) of a full run, so a later ``run`` reuses them.
+
+        Returns what was produced: ``corpus_root``, ``corpus_id``, ``trained`` (label ->
+        checkpoint/key), ``mixtures``, ``enhanced`` (ok enhancement jobs), ``results``.
+        ``mix`` needs no training; ``train`` needs no mixing."""
+        if until not in STAGES + ("results",):
+            raise ValueError(f"run_until: unknown stage {until!r} (one of {STAGES + ('results',)})")
         _check_labels(self.spec)
-        self._expected_items: list[tuple[str, dict[str, Any]]] = []
-        self._mix_key_of: dict[str, str] = {}
-        corpus_root, corpus_id = self.corpus()
-        trained = self.train(corpus_root, corpus_id)
-        mixtures = self.mix(corpus_root, corpus_id)
-        self._systems = self.systems(trained)
-        enh_jobs = self.enhance(mixtures, trained)
-        score_keys = self.score(enh_jobs)
-        res = self.results(score_keys, mixtures)
+        self._expected_items = []
+        self._mix_key_of = {}
+        self._systems = []
+        out: dict[str, Any] = {}
+        out["corpus_root"], out["corpus_id"] = self.corpus()
+        if until == "corpus":
+            return out
+        if until != "mix":
+            out["trained"] = self.train(out["corpus_root"], out["corpus_id"])
+            if until == "train":
+                return out
+        out["mixtures"] = self.mix(out["corpus_root"], out["corpus_id"])
+        if until == "mix":
+            return out
+        self._systems = self.systems(out["trained"])
+        out["enhanced"] = self.enhance(out["mixtures"], out["trained"])
+        if until == "enhance":
+            return out
+        score_keys = self.score(out["enhanced"])
+        res = self.results(score_keys, out["mixtures"])
         self.failures()
         self.summary.n_rows = int(len(res))
         self.summary.n_failed_rows = int((res["status"] != STATUS_OK).sum()) if len(res) else 0
+        out["results"] = res
+        return out
+
+    def run(self) -> RunSummary:
+        t0 = time.perf_counter()
+        self.run_until("results")
         if self.opts.report:
             self.summary.report_path = self.report()
         self.summary.wall_time_s = time.perf_counter() - t0
         return self.summary
+
+
+def run_stages(spec: ExperimentSpec, run_dir: str | os.PathLike, until: str,
+               opts: Optional[RunOptions] = None) -> tuple[RunSummary, dict[str, Any]]:
+    """Run the stages of ``spec`` needed for ``until`` in ``run_dir`` (locked, resumable, the same
+    cached jobs as :func:`run_pipeline`): what the stage subcommands (``mix``, ``train``,
+    ``enhance``, ``score``) call. Returns the summary and :meth:`Pipeline.run_until`'s dict."""
+    opts = opts or RunOptions(report=False)
+    run_dir = Path(run_dir)
+    store = RunStore(run_dir)
+    with store.lock():
+        store.clean_temp()
+        write_run_json(run_dir, _asdict(effective_spec(spec)), preset=opts.preset,
+                       options=dict(dataclasses.asdict(opts), stage=until))
+        executor = make_executor(jobs=opts.jobs, dask_local=opts.dask_local, scheduler=opts.scheduler)
+        t0 = time.perf_counter()
+        try:
+            p = Pipeline(spec, run_dir, opts, executor)
+            produced = p.run_until(until)
+        finally:
+            executor.close()
+        p.summary.wall_time_s = time.perf_counter() - t0
+        finish_run_json(run_dir, p.summary.as_dict())
+    return p.summary, produced
 
 
 def run_pipeline(spec: ExperimentSpec, run_dir: str | os.PathLike, opts: Optional[RunOptions] = None) -> RunSummary:
@@ -607,4 +690,5 @@ def run_pipeline(spec: ExperimentSpec, run_dir: str | os.PathLike, opts: Optiona
     return summary
 
 
-__all__ = ["RunOptions", "RunSummary", "Pipeline", "run_pipeline", "effective_spec", "stage_version", "STAGES"]
+__all__ = ["RunOptions", "RunSummary", "Pipeline", "run_pipeline", "run_stages", "effective_spec", "stage_version",
+           "STAGES"]
