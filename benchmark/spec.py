@@ -144,7 +144,9 @@ class RunnerSpec:
     """How jobs are executed."""
 
     jobs: int = field(default=1, metadata={"range": (1, 256)})
-    executor: str = field(default="serial", metadata={"choices": ("serial", "joblib", "dask")})
+    # joblib: `jobs` worker processes (serial when jobs == 1); serial: one process whatever `jobs`
+    # says; dask: a local cluster of `jobs` workers unless `dask_local`/`scheduler` are given
+    executor: str = field(default="joblib", metadata={"choices": ("serial", "joblib", "dask")})
     scheduler: Optional[str] = None  # tcp://host:port of an existing Dask scheduler
     dask_local: int = field(default=0, metadata={"range": (0, 256)})
     limit: Optional[int] = field(default=None, metadata={"range": (1, None)})

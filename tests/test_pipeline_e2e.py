@@ -205,12 +205,12 @@ def test_failure_isolation_on_the_real_pipeline(e2e):
 
 @pytest.mark.slow
 def test_reproducible_serial_vs_two_workers_and_dask(e2e):
-    """Same preset and seed in fresh folders: identical metric tables (serial, 2 joblib workers,
-    a 2-worker Dask LocalCluster), training included."""
+    """Same preset and seed in fresh folders: identical metric tables (the shared run with the
+    preset's 2 joblib workers, a serial run, a 2-worker Dask LocalCluster), training included."""
     base = metric_table(e2e["run"]) if e2e["rc"] == 0 else None
     preset = e2e["preset"]
-    a, b = e2e["tmp"] / "repro-joblib", e2e["tmp"] / "repro-dask"
-    assert cli_run(preset, a, "--jobs", "2") == 0
+    a, b = e2e["tmp"] / "repro-serial", e2e["tmp"] / "repro-dask"
+    assert cli_run(preset, a, "--jobs", "1") == 0
     assert cli_run(preset, b, "--dask-local", "2") == 0
     pd.testing.assert_frame_equal(metric_table(a), metric_table(b))
     if base is not None:
