@@ -13,9 +13,15 @@ on the chosen executor, and merges the rows into one long results table:
 Job granularity: the corpus is one job; one training job per model entry (A-VAEs first, then
 the AV models that initialise from them); mixing in chunks of utterances per condition;
 enhancement in batches per (model, algorithm, condition) so ``enhance()`` sees many inputs at
-once; one scoring job per enhancement job. A job's key hashes its settings, the keys (or
-content checksums) of what it reads, and the stage code version, so a change of one setting
-reruns only what depends on it.
+once; scoring: one job per chunk of items for the unprocessed mixtures' ``input_*`` scores
+(computed once per item, table ``score_input``), then one job per enhancement job that reuses
+them. A job's key hashes its settings, the keys (or content checksums) of what it reads, and
+the stage code version, so a change of one setting reruns only what depends on it.
+
+The report (``RunOptions.report``) goes to ``RunOptions.report_dir``, by default
+``reports/<run folder name>/`` relative to the current directory (as ``report runs/NAME``).
+The stage subcommands (``mix``, ``train``, ``enhance``, ``score --preset``) call
+:func:`run_stages` with the stage they stop at, so they run (and reuse) exactly ``run``'s jobs.
 """
 from __future__ import annotations
 
