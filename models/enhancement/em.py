@@ -113,18 +113,23 @@ class EMContext:
         return int(self.enc_mu.shape[-1])
 
 
-def _weights(model: Any, key: str) -> Optional[torch.Tensor]:
-    """The fusion weights of the last call, reduced to ``[B, T, 2]`` (mean over sample dims)."""
-    try:
-        w = model.last_weights().get(key)
-    except Exception:  # a model without weights support
-        return None
+def reduce_weights(w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Fusion weights with sample dims ``[..., B, T, 2]`` reduced to ``[B, T, 2]`` (mean over samples)."""
     if w is None:
         return None
     w = w.detach()
     while w.dim() > 3:
         w = w.mean(0)
     return w
+
+
+def _weights(model: Any, key: str) -> Optional[torch.Tensor]:
+    """The fusion weights of the model's last call, reduced to ``[B, T, 2]``."""
+    try:
+        w = model.last_weights().get(key)
+    except Exception:  # a model without weights support
+        return None
+    return reduce_weights(w)
 
 
 def freeze_inactive(new: torch.Tensor, old: torch.Tensor, active: Optional[torch.Tensor]) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 
 from benchmark.registry import Registry
 from benchmark.seeding import derive_seed
+from models.enhancement.em import reduce_weights
 from models.enhancement.batch import per_item_randn
 from models.enhancement.nmf import EPS, noise_var
 
@@ -634,15 +635,6 @@ def estep_config(algorithm: str, params: dict[str, Any] | None = None) -> Any:
 # ----------------------------------------------------------------------------------------
 # the batch entry point used by the composite models' custom_enhance
 # ----------------------------------------------------------------------------------------
-def _reduce_weights(w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    if w is None:
-        return None
-    w = w.detach()
-    while w.dim() > 3:
-        w = w.mean(0)
-    return w
-
-
 def enhance_batch(
     model: Any,
     batch: Any,
@@ -686,7 +678,7 @@ def enhance_batch(
     st = init_nmf(batch.item_ids, batch.n_frames, P.shape[-1], rank, seed=seed, device=P.device, dtype=P.dtype)
     seeds = [derive_seed(seed, iid, model.name, algorithm) for iid in batch.item_ids]
     res = run_switching_em(P, mask, comps, model.switch_config(), config, seeds, st.W, st.H, progress=progress)
-    av_w = _reduce_weights(res.component_weights.get("visual", {}).get("decoder"))
+    av_w = reduce_weights(res.component_weights.get("visual", {}).get("decoder"))
     S = res.wiener_gain.to(batch.X.dtype) * batch.X
     out = []
     for b, item in enumerate(batch.items):
