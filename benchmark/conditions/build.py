@@ -12,7 +12,8 @@ Seeds (same (utterance, condition, seed) -> same bytes in any process order): th
 is drawn with ``derive_seed(seed, utt_id, "noise", noise)`` and the video corruption with
 ``derive_seed(seed, utt_id, "video", corruption)``, so the same utterance gets the same noise
 segment at every SNR and the same corrupted video under every noise (paired comparisons); the
-mixing offset uses ``derive_seed(seed, utt_id, condition_id, "mix")``.
+mixing offset uses ``derive_seed(seed, utt_id, "mix", noise)``, so conditions that differ only in
+SNR or in the video corruption mix exactly the same noise samples.
 """
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def item_seeds(utt_id: str, cond: Condition) -> dict[str, int]:
     """The seeds of one item (see the module doc)."""
     return {
         "noise": derive_seed(int(cond.seed), utt_id, "noise", cond.noise),
-        "mix": derive_seed(int(cond.seed), utt_id, cond.condition_id, "mix"),
+        "mix": derive_seed(int(cond.seed), utt_id, "mix", cond.noise),
         "video": derive_seed(int(cond.seed), utt_id, "video", canonical(cond.corruption)),
     }
 
