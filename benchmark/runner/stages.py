@@ -7,6 +7,7 @@ imports its stage lazily, writes its files atomically and returns a
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -169,6 +170,32 @@ def _corruption_at_stft_rate(path: Path, traces: dict[str, Any], fps: float) -> 
     return {"corruption_stft": per_frame_to_stft_rate(level, int(np.asarray(w).shape[0]), fps).astype(np.float32)}
 
 
+@contextlib.contextmanager
+def cpu_threads(device: str):
+    """Torch threads of a CPU enhancement job: ``AVBENCH_ENHANCE_THREADS`` or 1 (restored after).
+
+    Parallelism belongs to the runner (one job per worker process). With torch's default (one
+    thread per core) a job in this process spin-waits against the other workers and the other
+    processes of a shared machine: on 2 shared cores, LDEM batches of the smoke grid took 40-90 s
+    instead of ~4 s. (Same policy as the training, ``AVBENCH_TRAIN_THREADS``.) No effect on CUDA.
+    """
+    if device == "cuda":
+        yield
+        return
+    import torch
+
+    try:
+        n = max(1, int(os.environ.get("AVBENCH_ENHANCE_THREADS", "1")))
+    except ValueError:
+        n = 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
                 params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int, seed: int,
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
@@ -180,8 +207,9 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
     rd = Path(run_dir)
     model = load_model(checkpoint, components, model_params, system.get("model"))
     inputs = _load_inputs(rd, items, audio_visual=bool(getattr(model, "is_audio_visual", False)))
-    outs = enhance(model, algorithm, inputs, params=params or None, nmf_rank=nmf_rank, device=device,
-                   frame_budget=frame_budget, seed=seed, progress=False)
+    with cpu_threads(device):
+        outs = enhance(model, algorithm, inputs, params=params or None, nmf_rank=nmf_rank, device=device,
+                       frame_budget=frame_budget, seed=seed, progress=False)
     by_id = {o.item_id: o for o in outs}
     key = model_key(system["model_id"]) if system["model_id"] else BASELINE_KEY
     rows, outputs = [], []
