@@ -37,10 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.runner.executors import make_executor
-    from benchmark.runner.pipeline import Pipeline, RunOptions
-    from benchmark.runner.provenance import write_run_json
-    from benchmark.runner.store import RunStore
+    from benchmark.runner.pipeline import RunOptions, run_stages
     from benchmark.spec import load_spec
 
     overrides = list(args.overrides)
@@ -51,22 +48,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.preset, overrides)
     out = Path(args.out or f"runs/{spec.name}")
     jobs = args.jobs if args.jobs is not None else spec.runner.jobs
-    opts = RunOptions(jobs=jobs, progress=not args.no_progress, report=False, preset=args.preset)
-    store = RunStore(out)
-    with store.lock():
-        store.clean_temp()
-        write_run_json(out, spec.to_dict(), preset=args.preset, options={"stage": "enhance", "jobs": jobs})
-        executor = make_executor(jobs=jobs, dask_local=0, scheduler=None)
-        try:
-            p = Pipeline(spec, out, opts, executor)
-            p._expected_items, p._mix_key_of = [], {}  # what Pipeline.run() sets up before the stages
-            corpus_root, corpus_id = p.corpus()
-            trained = p.train(corpus_root, corpus_id)
-            mixtures = p.mix(corpus_root, corpus_id)
-            p._systems = p.systems(trained)
-            p.enhance(mixtures, trained)
-        finally:
-            executor.close()
+    run_stages(spec, out, "enhance", RunOptions(jobs=jobs, progress=not args.no_progress, report=False, preset=args.preset))
     table = out / "enhanced.parquet"
     if not table.exists():
         log.error("no enhanced.parquet was written under %s", out)
