@@ -90,9 +90,10 @@ class EMContext:
         return torch.exp(self.model.decode(z, self.vfeat, self.mask))
 
     # -- probabilities ---------------------------------------------------------------------
-    def nll_frames(self, Vs: torch.Tensor, st: NMFState) -> torch.Tensor:
-        """Per-frame negative log-likelihood ``sum_f log Vx + P / Vx`` ``[..., B, T]`` (padding: 0)."""
-        Vx = (st.g.unsqueeze(-1) * Vs + st.noise_var()).clamp_min(EPS)
+    def nll_frames(self, Vs: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-frame negative log-likelihood ``sum_f log Vx + P / Vx`` ``[..., B, T]`` (padding: 0);
+        ``WH``: the noise variance when the caller already has it."""
+        Vx = (st.g.unsqueeze(-1) * Vs + (st.noise_var() if WH is None else WH)).clamp_min(EPS)
         nll = (torch.log(Vx) + self.P / Vx).sum(-1)
         return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 

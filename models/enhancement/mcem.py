@@ -63,30 +63,35 @@ class MCEM(EMAlgorithm):
         L = ctx.latent_dim
         steps = ctx.randn(leading=(n_steps,), tail=(L,)) * math.sqrt(cfg.proposal_var)
         logu = torch.log(ctx.rand(leading=(n_steps,)).clamp_min(1e-30))
-        z, var = self.z, self.var
-        nll = ctx.nll_frames(var, st)
+        z = self.z
+        WH = st.noise_var()  # fixed during the chain: computed once, not at every MH step
+        nll = ctx.nll_frames(self.var, st, WH=WH)
         pq = ctx.prior_quad(z)
         frame_ok = ctx.mask if active is None else ctx.mask & active.view(-1, 1)
         kept = []
         n_acc = torch.zeros_like(nll)
         for m in range(n_steps):
             zp = z + steps[m]
-            vp = ctx.decode_var(zp)
-            nllp = ctx.nll_frames(vp, st)
+            nllp = ctx.nll_frames(ctx.decode_var(zp), st, WH=WH)
             pqp = ctx.prior_quad(zp)
             log_a = nll - nllp + 0.5 * (pq - pqp)
             acc = (logu[m] < log_a) & frame_ok
             z = torch.where(acc.unsqueeze(-1), zp, z)
-            var = torch.where(acc.unsqueeze(-1), vp, var)
             nll = torch.where(acc, nllp, nll)
             pq = torch.where(acc, pqp, pq)
             n_acc += acc.to(n_acc.dtype)
             if m >= burn_in:
-                kept.append(z if keep == "z" else var)
-        self.z, self.var = z, var
+                kept.append(z)
+        zs = torch.stack(kept)
+        # the variances of the kept states, decoded in one batched call instead of being carried
+        # through every step with a full [B, T, F] select (for a frame-wise decoder this equals the
+        # per-step values; for a decoder with temporal context it is the variance of the state kept)
+        vs = ctx.decode_var(zs) if keep == "var" else None
+        self.z = z
+        self.var = vs[-1] if vs is not None else ctx.decode_var(z)
         nf = ctx.maskf.sum(-1).clamp_min(1)
         rate = (n_acc * ctx.maskf).sum(-1) / (nf * n_steps)
-        return torch.stack(kept), rate
+        return (vs if keep == "var" else zs), rate
 
     def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
         cfg: MCEMConfig = self.config
