@@ -110,3 +110,21 @@ def test_status_counts_and_eta(tmp_path):
     assert mix.mean_job_s is not None and st["eta_partial"]  # later stages not planned yet
     text = format_status(st)
     assert "mix" in text and "ETA" in text and "--retry-failed" in text
+
+
+def test_composites_run_only_the_algorithms_they_define(tmp_path):
+    """paper-table pairs every model with MCEM/VEM/LDEM; the mixture/switching VAEs define switching
+    E-steps for MCEM and LDEM only, so (composite, vem) is not planned (instead of failing)."""
+    from benchmark.runner.executors import SerialExecutor
+    from benchmark.runner.pipeline import Pipeline, RunOptions
+    from benchmark.spec import load_spec
+
+    spec = load_spec("paper-table")
+    assert "vem" in spec.enhance.algorithms
+    p = Pipeline(spec, tmp_path, RunOptions(report=False), SerialExecutor())
+    trained = {e.label: {"path": "x"} for e in spec.models if e.name in ("a-vae", "av-vae")}
+    planned = {(s.get("model_id"), alg) for s, alg, _ in p.systems(trained)}
+    for name in ("mixture-vae", "switching-vae"):
+        assert (name, "mcem") in planned and (name, "ldem") in planned
+        assert (name, "vem") not in planned
+    assert ("av-vae/concat", "vem") in planned

@@ -409,8 +409,13 @@ class Pipeline:
         for e in spec.models:
             for alg in spec.enhance.algorithms:
                 if _is_composite(e):
+                    from models.enhancement.switching import SWITCH_ESTEPS
                     from models.mixture import composite_dependencies
 
+                    if alg not in SWITCH_ESTEPS:  # a combination the composite does not define
+                        log.info("%s: no switching E-step for %r (has: %s); that pair is not run",
+                                 e.label, alg, ", ".join(SWITCH_ESTEPS.names()))
+                        continue
                     comps = {}
                     missing = []
                     for label in composite_dependencies(e.params):
