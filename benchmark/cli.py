@@ -26,6 +26,20 @@ def add_spec_arguments(p: argparse.ArgumentParser, *, out: bool = True) -> None:
         p.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
 
 
+def load_stage_spec(args: argparse.Namespace, extra_overrides: list[str] | tuple[str, ...] = ()):
+    """The spec of ``--preset``/``--set`` (plus ``extra_overrides``, and ``--limit`` where the command
+    has it) and the run folder (``--out``, default ``runs/<spec name>``)."""
+    from pathlib import Path
+
+    from benchmark.spec import load_spec
+
+    overrides = list(args.overrides) + list(extra_overrides)
+    if getattr(args, "limit", None) is not None:
+        overrides.append(f"runner.limit={args.limit}")
+    spec = load_spec(args.preset, overrides)
+    return spec, Path(getattr(args, "out", None) or f"runs/{spec.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avbench",

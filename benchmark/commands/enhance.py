@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from benchmark.cli import add_spec_arguments
 
@@ -37,16 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from benchmark.cli import load_stage_spec
     from benchmark.runner.pipeline import RunOptions, run_stages
-    from benchmark.spec import load_spec
 
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f"enhance.device={args.device}")
-    if args.limit is not None:
-        overrides.append(f"runner.limit={args.limit}")
-    spec = load_spec(args.preset, overrides)
-    out = Path(args.out or f"runs/{spec.name}")
+    spec, out = load_stage_spec(args, [f"enhance.device={args.device}"] if args.device else [])
     jobs = args.jobs if args.jobs is not None else spec.runner.jobs
     run_stages(spec, out, "enhance", RunOptions(jobs=jobs, progress=not args.no_progress, report=False, preset=args.preset))
     table = out / "enhanced.parquet"

@@ -51,10 +51,9 @@ def _corpus_root(args: argparse.Namespace, spec) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.spec import load_spec
+    from benchmark.cli import load_stage_spec
 
-    spec = load_spec(args.preset, list(args.overrides))
-    out = Path(args.out or f"runs/{spec.name}")
+    spec, out = load_stage_spec(args)
     root = _corpus_root(args, spec)
     cs = spec.conditions
     if args.action == "preview":

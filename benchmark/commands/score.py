@@ -72,18 +72,15 @@ def match_pairs(ref: Path, est: Path, mix: Path | None = None) -> tuple[list[dic
 
 def run_scores_of_run(args: argparse.Namespace) -> int:
     """Run mode: the runner's cached stages up to the results table of ``--preset``/``--out``."""
+    from benchmark.cli import load_stage_spec
     from benchmark.runner.pipeline import RunOptions, run_stages
-    from benchmark.spec import load_spec
 
-    overrides = list(args.overrides)
+    extra = []
     if args.metrics:
-        overrides.append(f"metrics.names=[{', '.join(args.metrics)}]")
+        extra.append(f"metrics.names=[{', '.join(args.metrics)}]")
     if args.pesq_mode:
-        overrides.append(f"metrics.pesq_mode={args.pesq_mode}")
-    if args.limit is not None:
-        overrides.append(f"runner.limit={args.limit}")
-    spec = load_spec(args.preset, overrides)
-    out = Path(args.out or f"runs/{spec.name}")
+        extra.append(f"metrics.pesq_mode={args.pesq_mode}")
+    spec, out = load_stage_spec(args, extra)
     jobs = args.jobs if args.jobs is not None else spec.runner.jobs
     summary, produced = run_stages(spec, out, "results", RunOptions(jobs=jobs, report=False, preset=args.preset))
     print(summary.text())

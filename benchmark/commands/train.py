@@ -65,12 +65,12 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from benchmark.runner.pipeline import RunOptions, run_stages
-    from benchmark.spec import ModelEntry, load_spec
+    from benchmark.cli import load_stage_spec
+    from benchmark.spec import ModelEntry
     from models.checkpoint import read_meta
     from models.training import load_training_data
 
-    spec = load_spec(args.preset, list(args.overrides))
-    out = Path(args.out or f"runs/{spec.name}")
+    spec, out = load_stage_spec(args)
     entries = _select(spec, args.model, args.fusion)
     _check_names(entries)
     avae_entry = next((e for e in spec.models if e.name == "a-vae"), ModelEntry(name="a-vae"))
