@@ -19,7 +19,7 @@ from benchmark.report import diagnostics as diag
 from benchmark.report import plots
 from benchmark.report.html import HtmlReport, frame_table_html, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
-from benchmark.report.stats import DEFAULT_REFERENCES, paired_tests, summarize_many
+from benchmark.report.stats import paired_tests, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
 from benchmark.report.tables import efficiency_table, paper_table, write_frame
 from benchmark.spec import ReportSpec

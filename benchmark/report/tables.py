@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.stats import DEFAULT_REFERENCES, paired_tests, select_systems, summarize
-from benchmark.report.style import metric_label, metric_short
+from benchmark.report.style import metric_label
 
 log = logging.getLogger(__name__)
 

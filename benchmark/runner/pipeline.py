@@ -45,7 +45,7 @@ from benchmark.runner.store import (
     STATUS_DONE, RunStore, atomic_write_csv, atomic_write_parquet,
 )
 from benchmark.schema import (
-    ITEM_COLUMNS, RESULT_ID_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id as make_item_id, model_key,
+    ITEM_COLUMNS, RESULT_ID_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, model_key,
 )
 from benchmark.seeding import stable_hash
 from benchmark.spec import ExperimentSpec

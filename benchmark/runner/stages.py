@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import pandas as pd
 
 from benchmark.runner.jobs import JobOutput
 from benchmark.runner.store import atomic_path

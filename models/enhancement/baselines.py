@@ -14,12 +14,11 @@ prepared items in, :class:`~models.enhancement.em.ItemResult` out. None uses the
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch

@@ -33,7 +33,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchmark.audio_io import DataError
 from benchmark.configtools import ConfigError

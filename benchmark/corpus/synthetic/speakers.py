@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from benchmark.corpus.synthetic.lips import LipAppearance
 from benchmark.corpus.synthetic.tts import VoiceSettings
