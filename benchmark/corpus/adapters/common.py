@@ -340,6 +340,23 @@ class MouthCropper:
 # splits
 
 
+def split_items_by_speaker(items: list, options: dict, default_test: Sequence[str], default_val: Sequence[str],
+                           corpus: str) -> list:
+    """Assign each item's ``split`` from its speaker with the ``test/val/babble/train_speakers``
+    options (defaults ``default_test``/``default_val``); items of unlisted speakers are dropped."""
+    splits = assign_splits(
+        sorted({it.speaker for it in items}),
+        test=opt_list(options, "test_speakers", default_test, corpus),
+        val=opt_list(options, "val_speakers", default_val, corpus),
+        babble=opt_list(options, "babble_speakers", (), corpus) or (),
+        train=opt_list(options, "train_speakers", None, corpus),
+    )
+    items = [it for it in items if it.speaker in splits]
+    for it in items:
+        it.split = splits[it.speaker]
+    return items
+
+
 def assign_splits(
     speakers: Iterable[str],
     *,

@@ -184,18 +184,9 @@ def build(spec: Any, root: Path, *, progress: bool = True) -> Path:
     options = C.check_options(dict(spec.options), OPTIONS, NAME)
     src = C.require_source(options, NAME, LAYOUT)
     items = scan(src, options)
-    splits = C.assign_splits(
-        sorted({it.speaker for it in items}),
-        test=C.opt_list(options, "test_speakers", DEFAULT_TEST, NAME),
-        val=C.opt_list(options, "val_speakers", DEFAULT_VAL, NAME),
-        babble=C.opt_list(options, "babble_speakers", (), NAME) or (),
-        train=C.opt_list(options, "train_speakers", None, NAME),
-    )
-    items = [it for it in items if it.speaker in splits]
-    for it in items:
-        it.split = splits[it.speaker]
+    items = C.split_items_by_speaker(items, options, DEFAULT_TEST, DEFAULT_VAL, NAME)
     if not any(it.split == "test" for it in items):
-        log.warning("grid: no test speaker among the speakers found (%s)", sorted(splits))
+        log.warning("grid: no test speaker among the speakers found (%s)", sorted({it.speaker for it in items}))
     items = C.limit_per_speaker(items, C.opt(options, "max_utts_per_speaker", None, int, NAME))
     detector = C.opt(options, "face_detector", "haar", str, NAME)
     if detector not in ("haar", "none"):

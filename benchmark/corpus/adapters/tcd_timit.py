@@ -316,16 +316,7 @@ def _build(spec: Any, root: Path, *, progress: bool, corpus: str) -> Path:
     if lips_from not in ("roi", "face"):
         raise ConfigError(f"corpus.options.lips_from ({corpus}): must be 'roi' or 'face', got {lips_from!r}")
     items = scan(src, options, corpus)
-    splits = C.assign_splits(
-        sorted({it.speaker for it in items}),
-        test=C.opt_list(options, "test_speakers", DEFAULT_TEST, corpus),
-        val=C.opt_list(options, "val_speakers", DEFAULT_VAL, corpus),
-        babble=C.opt_list(options, "babble_speakers", (), corpus) or (),
-        train=C.opt_list(options, "train_speakers", None, corpus),
-    )
-    items = [it for it in items if it.speaker in splits]
-    for it in items:
-        it.split = splits[it.speaker]
+    items = C.split_items_by_speaker(items, options, DEFAULT_TEST, DEFAULT_VAL, corpus)
     items = C.limit_per_speaker(items, C.opt(options, "max_utts_per_speaker", None, int, corpus))
     loader = TcdLoader(
         lip_size=spec.lip_size, fps=float(C.opt(options, "fps", DEFAULT_LIPS_FPS, (int, float), corpus)),
