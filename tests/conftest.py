@@ -40,3 +40,15 @@ def tiny_spec(tiny_corpus: Path) -> ExperimentSpec:
     spec.training.epochs = 1
     spec.report.bootstrap = 100
     return spec
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch CPU thread (tiny tensors: faster than several on the shared
+    2-core machine); modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

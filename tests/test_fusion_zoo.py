@@ -11,12 +11,7 @@ EXPECTED = {"concat", "gated", "modality-attention", "cross-attention", "uncerta
 DA, DV, D = 12, 10, 14
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fusion(name: str, temporal: str = "none", seed: int = 0):

@@ -13,12 +13,7 @@ from models.vae import AVAE, AVVAE
 F, L, LIP = 513, 16, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(B=2, T=9, seed=0):

@@ -29,13 +29,7 @@ MCEM_SMALL = MCEMConfig(n_iter=15, n_steps=10, burn_in=5, final_steps=20, final_
 LDEM_SMALL = LDEMConfig(n_iter=15, n_chains=5, lr=0.01, n_steps=5, tol=None)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than several on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _auc(score: torch.Tensor, label: torch.Tensor) -> float:

@@ -15,12 +15,7 @@ from models.training import load_training_data, train_model
 from test_training_toycorpus import LIP, build_toy_corpus
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
