@@ -89,6 +89,37 @@ def test_batched_equals_one_by_one(toy_models, algorithm):
             np.testing.assert_allclose(b.traces["cost"], s.traces["cost"], rtol=1e-4)
 
 
+def test_vem_encoder_posterior_per_utterance_copies(toy_models):
+    """The published VEM variant fine-tunes the encoder weights: each utterance of a batch has its
+    own copy, so batching changes nothing, and the encoder does change (the decoder does not)."""
+    _, av = toy_models
+    inputs = _inputs()
+    params = {"n_iter": 4, "posterior": "encoder"}
+    before = {k: v.detach().clone() for k, v in av.state_dict().items()}
+    batched = enhance(av, "vem", inputs, params=params, frame_budget=10_000, progress=False)
+    single = enhance(av, "vem", inputs, params=params, frame_budget=1, progress=False)
+    frozen = enhance(av, "vem", inputs, params=dict(params, lr=0.0), frame_budget=10_000, progress=False)
+    for k, v in av.state_dict().items():  # the model itself is never modified
+        assert torch.equal(v, before[k]), k
+    for b, s, f in zip(batched, single, frozen):
+        assert b.error is None and s.error is None
+        np.testing.assert_allclose(b.estimate, s.estimate, rtol=1e-3, atol=1e-4 * np.max(np.abs(s.estimate)))
+        assert not np.allclose(b.estimate, f.estimate)  # the fine-tuning moved q
+
+
+def test_encoder_parameters_are_the_encoders(toy_models):
+    from models.enhancement.batch import make_batch, prepare_item
+    from models.enhancement.em import EMContext
+    from models.enhancement.vem import encoder_parameters
+
+    _, av = toy_models
+    batch = make_batch([prepare_item(i, k, need_lips=True) for k, i in enumerate(_inputs(1))])
+    names = set(encoder_parameters(av, EMContext(av, batch, algorithm="vem", seed=0)))
+    # toy AV model: encoder enc*, gate_e*; decoder dec*, gate_d*; visual front-end vnet*
+    assert {"enc.weight", "enc_mu.weight", "enc_v.weight"} <= names, names
+    assert not any(n.startswith(("dec", "gate_d", "vnet")) for n in names), names
+
+
 def test_deterministic_and_seed_dependent(toy_models):
     a, _ = toy_models
     inputs = _inputs(2)
