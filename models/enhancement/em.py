@@ -87,14 +87,24 @@ class EMContext:
     def decode_var(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
         self.decoder_calls += 1
-        return torch.exp(self.model.decode(z, self.vfeat, self.mask))
+        d = self.model.decode(z, self.vfeat, self.mask)
+        if torch.is_grad_enabled() or d._base is not None:
+            return torch.exp(d)
+        return d.exp_()  # no autograd: the decoder's fresh output is exponentiated in place
 
     # -- probabilities ---------------------------------------------------------------------
     def nll_frames(self, Vs: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-frame negative log-likelihood ``sum_f log Vx + P / Vx`` ``[..., B, T]`` (padding: 0);
         ``WH``: the noise variance when the caller already has it."""
-        Vx = (st.g.unsqueeze(-1) * Vs + (st.noise_var() if WH is None else WH)).clamp_min(EPS)
-        nll = (torch.log(Vx) + self.P / Vx).sum(-1)
+        WH = st.noise_var() if WH is None else WH
+        g = st.g.unsqueeze(-1)
+        if torch.is_grad_enabled() and (Vs.requires_grad or g.requires_grad):
+            Vx = (g * Vs + WH).clamp_min(EPS)
+            nll = (torch.log(Vx) + self.P / Vx).sum(-1)
+        else:  # the MH hot path: the same value with one temporary and in-place passes
+            Vx = torch.addcmul(WH, g, Vs).clamp_min_(EPS)
+            ratio = torch.div(self.P, Vx)
+            nll = Vx.log_().add_(ratio).sum(-1)
         return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 
     def prior_quad(self, z: torch.Tensor) -> torch.Tensor:

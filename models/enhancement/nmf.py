@@ -97,8 +97,12 @@ def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: tor
         tot = _masked(torch.log(Vx) + P / Vx, m).sum(dim=(-1, -2))
         R = 1
     else:
-        Vx = (st.g.unsqueeze(-1) * Vs + WH).clamp_min(EPS)
-        tot = _masked(torch.log(Vx) + P / Vx, m).sum(dim=(-1, -2)).sum(0)
+        gg = st.g.unsqueeze(-1)
+        tot = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
+        for r in range(Vs.shape[0]):  # one [B, T, F] temporary per sample
+            Vx = torch.addcmul(WH, gg, Vs[r]).clamp_min_(EPS)
+            ratio = torch.div(P, Vx)
+            tot += _masked(Vx.log_().add_(ratio), m).sum(dim=(-1, -2))
         R = Vs.shape[0]
     n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
     return tot / n.clamp_min(1)
@@ -117,14 +121,15 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
     gn = torch.zeros_like(WH) if need_g else None
     gd = torch.zeros_like(WH) if need_g else None
     gg = g.unsqueeze(-1)
-    for r in range(Vs.shape[0]):
-        inv = 1.0 / (gg * Vs[r] + WH).clamp_min(EPS)
-        inv2 = inv * inv
-        a += inv2
+    for r in range(Vs.shape[0]):  # in-place passes: one [B, T, F] temporary per sample
+        inv = torch.addcmul(WH, gg, Vs[r]).clamp_min_(EPS).reciprocal_()
         c += inv
         if need_g:
-            gn += Vs[r] * inv2
-            gd += Vs[r] * inv
+            gd.addcmul_(Vs[r], inv)
+        inv.mul_(inv)
+        a += inv
+        if need_g:
+            gn.addcmul_(Vs[r], inv)
     a = _masked(P * a, m)
     c = _masked(c, m)
     if need_g:
