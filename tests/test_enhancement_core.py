@@ -214,3 +214,28 @@ def test_true_noise_fixed_improves_sisdr(toy_models, algorithm):
     gains = [sisdr(r.estimate, i.clean) - sisdr(i.mixture, i.clean) for r, i in zip(res, inputs)]
     print(algorithm, "SI-SDR gain with the true noise PSD:", np.round(gains, 2))
     assert min(gains) > 2.0
+
+
+def test_analytic_likelihood_gradient_equals_autograd(toy_models):
+    """The gradient E-steps use dL/dd = g e^d / Vx (1 - P / Vx) at the decoder output instead of
+    autograd through the likelihood; both must give the same gradient w.r.t. z (padding included)."""
+    from models.enhancement.batch import make_batch, prepare_item
+    from models.enhancement.em import EMContext
+    from models.enhancement.nmf import init_nmf
+
+    _, av = toy_models
+    batch = make_batch([prepare_item(i, k, need_lips=True) for k, i in enumerate(_inputs(3))], dtype=torch.float64)
+    av64 = av.double()
+    try:
+        ctx = EMContext(av64, batch, algorithm="ldem", seed=0)
+        st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, 4, seed=1, dtype=torch.float64)
+        st = type(st)(st.W, st.H, st.g * torch.rand(st.g.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+        z = (ctx.enc_mu + 0.3 * torch.randn(2, *ctx.enc_mu.shape, dtype=torch.float64)).requires_grad_(True)
+        (ref,) = torch.autograd.grad(ctx.nll_frames(ctx.decode_var(z), st).sum(), z)
+        d = ctx.decode_logvar(z)
+        (ours,) = torch.autograd.grad(d, z, grad_outputs=ctx.nll_grad_logvar(d.detach(), st))
+    finally:
+        av.float()
+    assert ref.abs().max() > 0
+    torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
+    assert torch.all(ours[:, ~batch.mask] == 0)

@@ -107,6 +107,28 @@ class EMContext:
             nll = Vx.log_().add_(ratio).sum(-1)
         return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 
+    def decode_logvar(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's log-variance ``log sigma^2(z)`` (with autograd when enabled)."""
+        self.decoder_calls += 1
+        return self.model.decode(z, self.vfeat, self.mask)
+
+    @torch.no_grad()
+    def nll_grad_logvar(self, d: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Analytic gradient of ``sum_{t,f} (log Vx + P / Vx)`` (real frames) with respect to the
+        decoder log-variance ``d``, ``Vx = g e^d + WH``::
+
+            dL/dd = g e^d / Vx * (1 - P / Vx)
+
+        The gradient-based E-steps (LDEM, PEEM, VEM) back-propagate it through the decoder only
+        (``torch.autograd.grad(d, z, grad_outputs=...)``): the same gradient as autograd through the
+        whole likelihood, without its graph of ``[..., B, T, F]`` temporaries or the ``log``."""
+        WH = st.noise_var() if WH is None else WH
+        g = st.g.unsqueeze(-1)
+        gVs = torch.exp(d).mul_(g)
+        inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
+        one_minus = torch.mul(self.P, inv).neg_().add_(1.0)
+        return gVs.mul_(inv).mul_(one_minus).mul_(self.maskf.unsqueeze(-1))
+
     def prior_quad(self, z: torch.Tensor) -> torch.Tensor:
         """``sum_l (z - mu)^2 / sigma^2`` per frame ``[..., B, T]`` (twice the negative log prior)."""
         q = ((z - self.prior_mu) ** 2 * self.prior_prec).sum(-1)

@@ -41,15 +41,27 @@ class LDEMConfig(EMConfig):
     prior_weight: float = field(default=0.5, metadata={"range": (0.0, None)})
 
 
-def energy(ctx: EMContext, z: torch.Tensor, st: NMFState, prior_weight: float, tv: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Total ``U(z)`` summed over everything (per-utterance terms add up, so gradients stay
-    per utterance), and the decoded variances."""
-    Vs = ctx.decode_var(z)
-    U = ctx.nll_frames(Vs, st).sum() + prior_weight * ctx.prior_quad(z).sum()
+def prior_energy(ctx: EMContext, z: torch.Tensor, prior_weight: float, tv: float) -> torch.Tensor:
+    """The latent-only terms of ``U(z)``: weighted prior quadratic and total variation over time
+    (summed; per-utterance terms add up, so gradients stay per utterance)."""
+    U = prior_weight * ctx.prior_quad(z).sum()
     if tv > 0 and z.shape[-2] > 1:
         pair = (ctx.mask[:, 1:] & ctx.mask[:, :-1]).to(z.dtype)
         U = U + tv * ((z[..., 1:, :] - z[..., :-1, :]).abs().sum(-1) * pair).sum()
-    return U, Vs
+    return U
+
+
+def energy_grad(ctx: EMContext, z: torch.Tensor, st: NMFState, prior_weight: float, tv: float,
+                WH: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``grad_z U(z)`` for ``U = sum nll(decoder(z)) + prior_energy(z)``: the likelihood part
+    through :meth:`EMContext.nll_grad_logvar` (analytic at the decoder output), the rest by autograd."""
+    zz = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        d = ctx.decode_logvar(zz)
+        gd = ctx.nll_grad_logvar(d.detach(), st, WH)
+        (grad,) = torch.autograd.grad([d, prior_energy(ctx, zz, prior_weight, tv)], zz,
+                                      grad_outputs=[gd, torch.ones((), dtype=z.dtype, device=z.device)])
+    return grad
 
 
 @ALGORITHMS.register("ldem")
@@ -72,11 +84,9 @@ class LDEM(EMAlgorithm):
         if it > 0 and cfg.eta > 0:
             z = freeze_inactive(z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,)), z, active)
         noise = ctx.randn(leading=(cfg.n_steps, C), tail=(L,)) * math.sqrt(2 * cfg.lr)
+        WH = st.noise_var()
         for s in range(cfg.n_steps):
-            zz = z.detach().requires_grad_(True)
-            with torch.enable_grad():
-                U, _ = energy(ctx, zz, st, cfg.prior_weight, cfg.tv)
-                (grad,) = torch.autograd.grad(U, zz)
+            grad = energy_grad(ctx, z, st, cfg.prior_weight, cfg.tv, WH)
             z = freeze_inactive(z - cfg.lr * grad + noise[s], z, active)
         self.z = z.detach()
         with torch.no_grad():

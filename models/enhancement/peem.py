@@ -51,13 +51,16 @@ class PEEM(EMAlgorithm):
 
     def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
         cfg: PEEMConfig = self.config
+        WH = st.noise_var()
+        one = torch.ones((), dtype=self.z.dtype, device=self.z.device)
         for _ in range(cfg.n_steps):
             old = self.z.detach().clone()
             with torch.enable_grad():
-                Vs = ctx.decode_var(self.z)
+                d = ctx.decode_logvar(self.z)
                 prior = (((self.z - self.mu) ** 2) * self.prec).sum(-1) * ctx.maskf
-                U = ctx.nll_frames(Vs, st).sum() + cfg.prior_weight * prior.sum()
-                (grad,) = torch.autograd.grad(U, self.z)
+                # the likelihood's gradient enters analytically at the decoder output (em.py)
+                (grad,) = torch.autograd.grad([d, cfg.prior_weight * prior.sum()], self.z,
+                                              grad_outputs=[ctx.nll_grad_logvar(d.detach(), st, WH), one])
             self.z.grad = grad
             self.opt.step()
             if active is not None:

@@ -149,11 +149,13 @@ class VEM(EMAlgorithm):
             with torch.enable_grad():
                 m, lv = self._q(ctx)
                 z = self._sample(ctx, cfg.n_mc, (m, lv))
-                rec = ctx.nll_frames(ctx.decode_var(z), st, WH=WH).sum() / cfg.n_mc
+                d = ctx.decode_logvar(z)
                 kl = 0.5 * (((torch.exp(lv) + (m - ctx.prior_mu) ** 2) * ctx.prior_prec)
                             - 1.0 - lv - torch.log(ctx.prior_prec)).sum(-1)
-                loss = rec + (kl * ctx.maskf).sum()
-                grads = torch.autograd.grad(loss, state)
+                # -ELBO = mean_mc sum nll + KL; the nll gradient enters analytically at the decoder output
+                gd = ctx.nll_grad_logvar(d.detach(), st, WH).div_(cfg.n_mc)
+                grads = torch.autograd.grad([d, (kl * ctx.maskf).sum()], state,
+                                            grad_outputs=[gd, torch.ones((), dtype=kl.dtype, device=kl.device)])
             for t, g in zip(state, grads):
                 t.grad = g
             self.opt.step()
