@@ -170,7 +170,8 @@ class FileNoise(NoiseSource):
 
 def _root(root: Any, noise: str, layout: str) -> Path:
     if root is None or root == "":
-        raise NoiseError(f"noise {noise!r} reads a dataset on disk: set conditions.noise_options.root (expected layout: {layout})")
+        raise NoiseError(f"noise {noise!r} reads a dataset on disk: set conditions.noise_options.{noise}.root "
+                         f"(expected layout: {layout})")
     p = Path(os.path.expanduser(str(root)))
     if not p.is_dir():
         raise DataError(p, f"noise folder for {noise!r} not found (expected layout: {layout})")
@@ -187,12 +188,12 @@ def _child_ci(folder: Path, name: str) -> Optional[Path]:
     return None
 
 
-def demand_files(root: Any, environment: str = "", channel: str = "ch01") -> list[Path]:
+def demand_files(root: Any, environment: str = "", channel: str = "ch01", *, noise: str = "demand") -> list[Path]:
     """``<root>/<ENV>/<channel>.wav`` of DEMAND."""
     layout = "<root>/<ENV>/ch01.wav (e.g. DKITCHEN/ch01.wav)"
-    r = _root(root, "demand", layout)
+    r = _root(root, noise, layout)
     if not environment:
-        raise NoiseError(f"noise 'demand': set noise_options.environment (one of {', '.join(DEMAND_ENVIRONMENTS)})")
+        raise NoiseError(f"noise {noise!r}: set conditions.noise_options.{noise}.environment (one of {', '.join(DEMAND_ENVIRONMENTS)})")
     env = _child_ci(r, str(environment))
     if env is None or not env.is_dir():
         found = sorted(p.name for p in r.iterdir() if p.is_dir())
@@ -203,12 +204,12 @@ def demand_files(root: Any, environment: str = "", channel: str = "ch01") -> lis
     return [f]
 
 
-def ntcd_noise_files(root: Any, noise_type: str = "") -> list[Path]:
+def ntcd_noise_files(root: Any, noise_type: str = "", *, noise: str = "ntcd-noise") -> list[Path]:
     """NTCD-TIMIT noise recordings of one type: ``<root>/<Type>.wav`` or ``<root>/<Type>/*.wav``."""
     layout = "<root>/<Type>.wav or <root>/<Type>/*.wav with Type in " + ", ".join(NTCD_NOISE_TYPES)
-    r = _root(root, "ntcd-noise", layout)
+    r = _root(root, noise, layout)
     if not noise_type:
-        raise NoiseError(f"noise 'ntcd-noise': set noise_options.noise_type (one of {', '.join(NTCD_NOISE_TYPES)})")
+        raise NoiseError(f"noise {noise!r}: set conditions.noise_options.{noise}.noise_type (one of {', '.join(NTCD_NOISE_TYPES)})")
     f = _child_ci(r, f"{noise_type}.wav")
     if f is not None and f.is_file():
         return [f]
@@ -220,10 +221,10 @@ def ntcd_noise_files(root: Any, noise_type: str = "") -> list[Path]:
     raise DataError(r / str(noise_type), f"NTCD-TIMIT noise type not found (expected layout: {layout})")
 
 
-def musan_files(root: Any, subset: str = "all") -> list[Path]:
+def musan_files(root: Any, subset: str = "all", *, noise: str = "musan") -> list[Path]:
     """MUSAN noise wavs: ``<root>[/noise]/{free-sound,sound-bible}/*.wav``."""
     layout = "<root>/noise/free-sound/*.wav and <root>/noise/sound-bible/*.wav (root = the musan folder)"
-    r = _root(root, "musan", layout)
+    r = _root(root, noise, layout)
     base = r / "noise" if (r / "noise").is_dir() else r
     subsets = MUSAN_SUBSETS if subset == "all" else (subset,)
     if subset != "all" and subset not in MUSAN_SUBSETS:
@@ -234,9 +235,9 @@ def musan_files(root: Any, subset: str = "all") -> list[Path]:
     return files
 
 
-def folder_files(root: Any, recursive: bool = True, pattern: str = "*.wav") -> list[Path]:
+def folder_files(root: Any, recursive: bool = True, pattern: str = "*.wav", *, noise: str = "noise-folder") -> list[Path]:
     """Every ``pattern`` file in a folder (recursively by default)."""
-    r = _root(root, "noise-folder", "<root>/**/*.wav")
+    r = _root(root, noise, "<root>/**/*.wav")
     files = sorted(r.rglob(pattern) if recursive else r.glob(pattern))
     if not files:
         raise DataError(r, f"no {pattern} files in the noise folder")
@@ -255,7 +256,7 @@ def _factory(name: str, finder: Callable[..., list[Path]], finder_keys: tuple[st
         if bad:
             raise NoiseError(f"noise {name!r}: unknown option(s) {bad}; accepted: {sorted(accepted)}")
         kw = dict(fixed, **options)
-        files = finder(kw.pop("root", None), **{k: kw.pop(k) for k in finder_keys if k in kw})
+        files = finder(kw.pop("root", None), **{k: kw.pop(k) for k in finder_keys if k in kw}, noise=name)
         label = name
         for k in ("environment", "noise_type"):
             if k in options:

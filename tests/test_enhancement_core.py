@@ -200,7 +200,6 @@ def test_true_noise_fixed_improves_sisdr(toy_models, algorithm):
     items = [prepare_item(inp, i) for i, inp in enumerate(inputs)]
     batch = make_batch(items)
     from models.enhancement.api import make_algorithm
-    from models.enhancement import em as em_mod
 
     cfg = dict(FAST[algorithm], update="g")
     algo = make_algorithm(algorithm, cfg)

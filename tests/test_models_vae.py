@@ -113,6 +113,7 @@ def test_visual_prior_and_cvae_loss():
 def test_checkpoint_round_trip(tmp_path):
     m = _av("uncertainty", temporal="gru", fusion_params={"prior_expert": True})
     path = save(m, tmp_path / "ck", meta={"note": "x"})
+    assert (path / "config.json").exists() if path.is_dir() else path.exists()
     assert (tmp_path / "ck" / "config.json").exists()
     m2 = models.load(tmp_path / "ck")
     assert type(m2) is AVVAE and m2.config == m.config and m2.checkpoint_meta["note"] == "x"

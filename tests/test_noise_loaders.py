@@ -61,9 +61,9 @@ def test_demand_segments_are_deterministic_and_split_disjoint(demand):
 def test_demand_errors(demand, tmp_path):
     with pytest.raises(DataError, match="DEMAND environment folder not found.*DKITCHEN, NPARK"):
         NOISES.get("demand-TBUS")(root=str(demand))
-    with pytest.raises(DataError, match="noise folder for 'demand' not found"):
+    with pytest.raises(DataError, match="noise folder for 'demand-TBUS' not found"):
         NOISES.get("demand-TBUS")(root=str(tmp_path / "nowhere"))
-    with pytest.raises(NoiseError, match="noise_options.root"):
+    with pytest.raises(NoiseError, match=r"noise_options\.demand-DKITCHEN\.root"):
         NOISES.get("demand-DKITCHEN")()
     with pytest.raises(NoiseError, match="environment"):
         NOISES.get("demand")(root=str(demand))

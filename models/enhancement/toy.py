@@ -28,7 +28,6 @@ def synth_utterance(rng: np.random.Generator, duration_s: float = 2.0, sr: int =
     x = np.zeros(n)
     opening = np.zeros(n)
     t = 0
-    f_env = np.fft.rfftfreq(1024, 1 / sr)
     while t < n:
         gap = int(rng.uniform(0.05, 0.15) * sr)
         dur = int(rng.uniform(0.12, 0.3) * sr)
