@@ -28,3 +28,11 @@ def test_corpus_inputs_crop_and_mix(tiny_corpus):
         assert abs(snr) < 1e-3
     with pytest.raises(ValueError, match="only"):
         perf.corpus_inputs(str(tiny_corpus), 2, 1000.0)
+
+
+def test_quality_line_paired_difference():
+    assert "equal quality" in perf.quality_line((5.0, 6.0, 7.0), (5.1, 6.1, 6.9))
+    far = perf.quality_line((5.0, 6.0, 7.0), (4.0, 5.0, 6.1))
+    assert "NOT within 0.3 dB" in far and "+0.97" in far and "includes 0" not in far
+    noisy = perf.quality_line((9.0, 1.0, 6.0, 2.0), (1.0, 8.0, 1.0, 6.0))
+    assert "NOT within" in noisy and "includes 0" in noisy
