@@ -66,30 +66,37 @@ def make_inputs(n: int, duration: float, snr_db: float = 0.0, seed: int = 0, lip
 
 
 def corpus_inputs(root: str, n: int, duration: float, snr_db: float = 0.0, seed: int = 0, lips: bool = True, split: str = "test"):
-    """``n`` utterances of a built corpus (``split``, cropped to ``duration`` seconds; shorter ones
-    are skipped) in white noise at ``snr_db`` (EnhanceInput): in-distribution input for a checkpoint
-    trained on that corpus, unlike the harmonic toy utterances."""
+    """``n`` inputs of exactly ``duration`` seconds from a built corpus's ``split``, in white noise at
+    ``snr_db`` (EnhanceInput): in-distribution input for a checkpoint trained on that corpus, unlike
+    the harmonic toy utterances. Consecutive utterances of one speaker are joined (audio and lips)
+    until the duration is reached, then cropped."""
     from benchmark.corpus.manifest import load_utterance, read_manifest
     from models.enhancement.api import EnhanceInput
 
     man = read_manifest(root)
     man = man[man["split"] == split]
     out = []
-    for _, row in man.iterrows():
-        if len(out) == n:
-            break
-        u = load_utterance(root, row)
-        ns = int(round(duration * u.sample_rate))
-        if u.audio.size < ns:
-            continue
-        x = u.audio[:ns].astype(np.float32)
-        nv = max(1, int(round(duration * u.fps)))
-        noise = np.random.default_rng(seed + 1000 + len(out)).standard_normal(ns).astype(np.float32)
-        noise *= np.sqrt(np.sum(x ** 2) / np.sum(noise ** 2)) * 10 ** (-snr_db / 20)
-        out.append(EnhanceInput(f"perf/{u.utt_id}", (x + noise).astype(np.float32), u.lips[:nv] if lips else None, u.fps,
-                                clean=x, noise=noise))
+    for spk, rows in man.groupby("speaker", sort=True):
+        audio: list[np.ndarray] = []
+        frames: list[np.ndarray] = []
+        for _, row in rows.iterrows():
+            if len(out) == n:
+                break
+            u = load_utterance(root, row)
+            audio.append(u.audio.astype(np.float32))
+            frames.append(u.lips)
+            ns = int(round(duration * u.sample_rate))
+            if sum(a.size for a in audio) < ns:
+                continue
+            x = np.concatenate(audio)[:ns]
+            nv = max(1, int(round(duration * u.fps)))
+            noise = np.random.default_rng(seed + 1000 + len(out)).standard_normal(ns).astype(np.float32)
+            noise *= np.sqrt(np.sum(x ** 2) / np.sum(noise ** 2)) * 10 ** (-snr_db / 20)
+            lp = np.concatenate(frames)[:nv] if lips else None
+            out.append(EnhanceInput(f"perf/{spk}/{len(out):03d}", (x + noise).astype(np.float32), lp, u.fps, clean=x, noise=noise))
+            audio, frames = [], []
     if len(out) < n:
-        raise ValueError(f"corpus {root}: only {len(out)} {split} utterances of at least {duration} s (asked for {n})")
+        raise ValueError(f"corpus {root}: only {len(out)} inputs of {duration} s from the {split} split (asked for {n})")
     return out
 
 

@@ -28,6 +28,8 @@ def test_corpus_inputs_crop_and_mix(tiny_corpus):
         assert abs(snr) < 1e-3
     with pytest.raises(ValueError, match="only"):
         perf.corpus_inputs(str(tiny_corpus), 2, 1000.0)
+    joined = perf.corpus_inputs(str(tiny_corpus), 1, 4.0, lips=True)[0]  # longer than any one utterance
+    assert joined.mixture.size == 64000 and joined.lips.shape[0] == int(round(4.0 * joined.fps))
 
 
 def test_quality_line_paired_difference():
