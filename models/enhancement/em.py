@@ -113,7 +113,8 @@ class EMContext:
         return self.model.decode(z, self.vfeat, self.mask)
 
     @torch.no_grad()
-    def nll_grad_logvar(self, d: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def nll_grad_logvar(self, d: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None,
+                        Vs: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Analytic gradient of ``sum_{t,f} (log Vx + P / Vx)`` (real frames) with respect to the
         decoder log-variance ``d``, ``Vx = g e^d + WH``::
 
@@ -121,10 +122,11 @@ class EMContext:
 
         The gradient-based E-steps (LDEM, PEEM, VEM) back-propagate it through the decoder only
         (``torch.autograd.grad(d, z, grad_outputs=...)``): the same gradient as autograd through the
-        whole likelihood, without its graph of ``[..., B, T, F]`` temporaries or the ``log``."""
+        whole likelihood, without its graph of ``[..., B, T, F]`` temporaries or the ``log``.
+        ``Vs``: ``exp(d)`` when the caller already has it (not modified)."""
         WH = st.noise_var() if WH is None else WH
         g = st.g.unsqueeze(-1)
-        gVs = torch.exp(d).mul_(g)
+        gVs = torch.exp(d).mul_(g) if Vs is None else torch.mul(Vs, g)
         inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
         one_minus = torch.mul(self.P, inv).neg_().add_(1.0)
         return gVs.mul_(inv).mul_(one_minus).mul_(self.maskf.unsqueeze(-1))

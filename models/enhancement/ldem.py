@@ -6,9 +6,15 @@ steps ``z <- z - lr grad U(z) + sqrt(2 lr) xi`` on
     U(z) = sum_f (|x|^2 / Vx + log Vx) + prior_weight * sum_l (z - mu)^2 / sigma^2 + tv * sum_t |z_t - z_{t-1}|
 
 with the model prior (N(0, I), or p(z|v) of an AV-CVAE). The chains start at the encoder mean
-of the noisy input plus ``sqrt(eta) N(0, I)``, and get that kick again before every later E-step
-(trap T6: an extra exploration term, as published). The final estimate averages the Wiener gain
-over the chains.
+of the noisy input plus ``sqrt(eta) N(0, I)``, and get that kick again at the end of every E-step,
+after the Langevin steps and before the variances of the M-step are decoded (trap T6: an extra
+exploration term; order as in ps-rvae-se ``LDEM.E_step``). The final estimate averages the Wiener
+gain over the chains.
+
+Cost: the variances decoded for the M-step are those of the chains where the next E-step's first
+gradient is taken, so that decoder pass keeps its autograd graph and the gradient reuses it (one
+decoder forward and one backward per Langevin step; the likelihood's gradient enters analytically
+at the decoder output, :meth:`EMContext.nll_grad_logvar`).
 
 Defaults: the ps-rvae-se demo values (10 chains, lr 5e-3, **1** Langevin step per EM iteration,
 eta 0.01, tv 0, 100 iterations; trap T7: the av-dkf runner uses 5 chains, 20 steps, tv 5 -- pass
@@ -51,16 +57,22 @@ def prior_energy(ctx: EMContext, z: torch.Tensor, prior_weight: float, tv: float
     return U
 
 
-def energy_grad(ctx: EMContext, z: torch.Tensor, st: NMFState, prior_weight: float, tv: float,
-                WH: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``grad_z U(z)`` for ``U = sum nll(decoder(z)) + prior_energy(z)``: the likelihood part
-    through :meth:`EMContext.nll_grad_logvar` (analytic at the decoder output), the rest by autograd."""
+def decode_with_graph(ctx: EMContext, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z', d)``: a leaf copy of ``z`` that requires grad and the decoder log-variance ``d(z')`` with its graph."""
     zz = z.detach().requires_grad_(True)
     with torch.enable_grad():
-        d = ctx.decode_logvar(zz)
-        gd = ctx.nll_grad_logvar(d.detach(), st, WH)
+        return zz, ctx.decode_logvar(zz)
+
+
+def energy_grad(ctx: EMContext, zz: torch.Tensor, d: torch.Tensor, st: NMFState, prior_weight: float, tv: float,
+                WH: Optional[torch.Tensor] = None, Vs: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``grad_z U(z)`` for ``U = sum nll(d) + prior_energy(z)`` with ``(zz, d)`` from
+    :func:`decode_with_graph`: the likelihood part analytic at the decoder output
+    (:meth:`EMContext.nll_grad_logvar`), back-propagated through the decoder; the rest by autograd."""
+    gd = ctx.nll_grad_logvar(d.detach(), st, WH, Vs)
+    with torch.enable_grad():
         (grad,) = torch.autograd.grad([d, prior_energy(ctx, zz, prior_weight, tv)], zz,
-                                      grad_outputs=[gd, torch.ones((), dtype=z.dtype, device=z.device)])
+                                      grad_outputs=[gd, torch.ones((), dtype=zz.dtype, device=zz.device)])
     return grad
 
 
@@ -76,21 +88,29 @@ class LDEM(EMAlgorithm):
         C = cfg.n_chains
         self.z = ctx.enc_mu.detach().unsqueeze(0).expand(C, -1, -1, -1).clone()
         self.z = self.z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(ctx.latent_dim,))
+        self._graph: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # (z, d(z), exp d) of the chains
 
     def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
         cfg: LDEMConfig = self.config
         C, L = cfg.n_chains, ctx.latent_dim
         z = self.z
-        if it > 0 and cfg.eta > 0:
-            z = freeze_inactive(z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,)), z, active)
         noise = ctx.randn(leading=(cfg.n_steps, C), tail=(L,)) * math.sqrt(2 * cfg.lr)
         WH = st.noise_var()
         for s in range(cfg.n_steps):
-            grad = energy_grad(ctx, z, st, cfg.prior_weight, cfg.tv, WH)
+            if self._graph is not None:
+                zz, d, Vs = self._graph
+            else:
+                (zz, d), Vs = decode_with_graph(ctx, z), None
+            self._graph = None
+            grad = energy_grad(ctx, zz, d, st, cfg.prior_weight, cfg.tv, WH, Vs)
             z = freeze_inactive(z - cfg.lr * grad + noise[s], z, active)
+        if cfg.eta > 0:
+            z = freeze_inactive(z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,)), z, active)
         self.z = z.detach()
-        with torch.no_grad():
-            return ctx.decode_var(self.z)
+        zz, d = decode_with_graph(ctx, self.z)
+        Vs = torch.exp(d.detach())
+        self._graph = (zz, d, Vs)  # reused by the next E-step's first gradient
+        return Vs
 
     def final_latents(self, ctx: EMContext, st: NMFState) -> torch.Tensor:
         return self.z

@@ -416,10 +416,12 @@ def mh_estep(
 def langevin_estep(
     comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
     mask: torch.Tensor, rnd: UttRandom, n_steps: int, lr: float, prior_weight: float = 0.5, tv: float = 0.0,
+    eta: float = 0.0,
 ) -> EStepResult:
     """Unadjusted Langevin ``z <- z - lr grad U + sqrt(2 lr) xi`` on ``C`` parallel chains (plus
-    the optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM); the chains' final states
-    are the samples (as in the published LDEM)."""
+    the optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM), then the ``sqrt(eta) N(0, I)``
+    kick (trap T6, at the end of the E-step as in :mod:`models.enhancement.ldem`); the chains'
+    states are the samples (as in the published LDEM)."""
     C, L = z.shape[0], z.shape[-1]
     std = math.sqrt(2.0 * lr)
     pair = (mask[:, 1:] & mask[:, :-1]).to(X2.dtype)
@@ -433,6 +435,8 @@ def langevin_estep(
                 U = U + tv * ((zz[..., 1:, :] - zz[..., :-1, :]).abs().sum(-1) * pair).sum()
             (grad,) = torch.autograd.grad(U, zz)
         z = torch.where(mask[..., None], z - lr * grad + std * rnd.randn((C,), (L,)), z).detach()
+    if eta > 0:
+        z = torch.where(mask[..., None], z + math.sqrt(eta) * rnd.randn((C,), (L,)), z)
     with torch.no_grad():
         sig2 = torch.exp(comp.decode(z))
     return EStepResult(sig2, z, None, log_prior_density(comp, z))
@@ -544,11 +548,8 @@ def run_switching_em(
             elif final:  # Langevin: the chains' current states, as published
                 r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]))
             else:
-                z = zs[k]
-                if it > 0 and eta > 0:  # the published extra kick before every later E-step (trap T6)
-                    z = torch.where(fmask[..., None], z + math.sqrt(eta) * rnd.randn((C,), (z.shape[-1],)), z)
-                r = langevin_estep(comp, z, resp, X2, WH, g, fmask, rnd, estep.n_steps, estep.lr,
-                                   float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)))
+                r = langevin_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, estep.n_steps, estep.lr,
+                                   float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)), eta)
             zs[k] = r.z
             sig_all.append(r.sig2)
             lps.append(r.log_prior)
