@@ -89,6 +89,28 @@ def test_batched_equals_one_by_one(toy_models, algorithm):
             np.testing.assert_allclose(b.traces["cost"], s.traces["cost"], rtol=1e-4)
 
 
+@pytest.mark.parametrize("algorithm", ["peem", "vem", "ldem"])
+def test_converged_utterances_leave_the_batch(toy_models, algorithm):
+    """With ``tol``, an utterance that converges is finished and leaves the batch: it gets the
+    iterations and random draws it would get alone, so batched == one-by-one even when the
+    utterances stop at different iterations."""
+    _, av = toy_models
+    inputs = _inputs(4)
+    base = dict(FAST[algorithm], n_iter=12)
+    free = enhance(av, algorithm, inputs, params=base, frame_budget=10_000, progress=False)
+    steps = np.concatenate([np.abs(np.diff(o.traces["cost"])) for o in free])
+    params = dict(base, tol=float(np.median(steps)))  # a tol that stops some utterances early, not all
+    batched = enhance(av, algorithm, inputs, params=params, frame_budget=10_000, progress=False)
+    single = enhance(av, algorithm, inputs, params=params, frame_budget=1, progress=False)
+    n_iter = [int(b.traces["n_iter"]) for b in batched]
+    assert len(set(n_iter)) > 1, n_iter  # the test must exercise a shrinking batch
+    for b, s in zip(batched, single):
+        assert b.error is None and s.error is None
+        assert int(b.traces["n_iter"]) == int(s.traces["n_iter"])
+        np.testing.assert_allclose(b.traces["cost"], s.traces["cost"], rtol=1e-4)
+        np.testing.assert_allclose(b.estimate, s.estimate, rtol=1e-3, atol=1e-4 * np.max(np.abs(s.estimate)))
+
+
 def test_vem_encoder_posterior_per_utterance_copies(toy_models):
     """The published VEM variant fine-tunes the encoder weights: each utterance of a batch has its
     own copy, so batching changes nothing, and the encoder does change (the decoder does not)."""

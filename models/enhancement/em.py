@@ -83,6 +83,25 @@ class EMContext:
             self.enc_weights = _weights(model, "encoder")
         self.decoder_calls = 0
 
+    def select(self, rows: torch.Tensor) -> "EMContext":
+        """The context of the utterances ``rows`` (bool ``[B]``) only: converged utterances leave
+        the batch (:func:`run_em`). Their generators go along, so the random draws of the rows
+        that stay do not change."""
+        idx = rows.nonzero().flatten().tolist()
+        new = object.__new__(EMContext)
+        new.__dict__.update(self.__dict__)
+        b = self.batch
+        new.batch = Batch([b.items[i] for i in idx], b.X[rows], b.power[rows], b.mask[rows],
+                          None if b.lips is None else b.lips[rows])
+        for k in ("P", "mask", "maskf", "prior_mu", "prior_prec", "enc_mu", "enc_logvar"):
+            setattr(new, k, getattr(self, k)[rows])
+        new.vfeat = None if self.vfeat is None else self.vfeat[rows]
+        new.enc_weights = None if self.enc_weights is None else self.enc_weights[rows]
+        new.B = len(idx)
+        new.n_frames = [self.n_frames[i] for i in idx]
+        new.gens = [self.gens[i] for i in idx]
+        return new
+
     # -- model --------------------------------------------------------------------------
     def decode_var(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
@@ -167,11 +186,18 @@ def _weights(model: Any, key: str) -> Optional[torch.Tensor]:
     return reduce_weights(w)
 
 
-def freeze_inactive(new: torch.Tensor, old: torch.Tensor, active: Optional[torch.Tensor]) -> torch.Tensor:
-    """Keep ``old`` for converged utterances (``active [B]`` False); ``new/old`` end in ``[B, T, L]``."""
-    if active is None:
-        return new
-    return torch.where(active.view(-1, 1, 1), new, old)
+def select_optimizer(opt: torch.optim.Optimizer, params: list[torch.Tensor], rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+    """New leaf tensors ``p[rows]`` (batch on dim 0) for ``params`` and a copy of the optimizer
+    (same settings) over them, with its per-element state sliced the same way; for elementwise
+    optimizers such as Adam this continues each utterance's trajectory exactly."""
+    new = [p.detach()[rows].clone().requires_grad_(p.requires_grad) for p in params]
+    new_opt = type(opt)(new, **opt.defaults)
+    for p, q in zip(params, new):
+        state = opt.state.get(p)
+        if state:
+            new_opt.state[q] = {k: (v[rows].clone() if torch.is_tensor(v) and v.dim() > 0 else
+                                    v.clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+    return new, new_opt
 
 
 class EMAlgorithm:
@@ -191,8 +217,13 @@ class EMAlgorithm:
         """Initialise the latent state (default: the encoder mean of the noisy input)."""
         raise NotImplementedError
 
-    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         """Return unscaled speech variances ``[R, B, T, F]`` for the M-step."""
+        raise NotImplementedError
+
+    def select(self, rows: torch.Tensor) -> "EMAlgorithm":
+        """A copy whose latent state keeps only the utterances ``rows`` (bool ``[B]``); ``self`` is
+        left as it is (:func:`run_em` splits off converged utterances with it)."""
         raise NotImplementedError
 
     def final_latents(self, ctx: EMContext, st: NMFState) -> torch.Tensor:
@@ -221,6 +252,10 @@ def run_em(
 ) -> list[ItemResult]:
     """Run ``algo`` on a batch; returns one :class:`ItemResult` per utterance (batch order).
 
+    With ``config.tol`` an utterance whose cost changed by less than ``tol`` is finished at once
+    (its final estimate is computed) and leaves the batch, so the others go on without carrying
+    it: each utterance gets exactly the iterations and random draws it would get alone.
+
     ``nmf_init``: start from these noise factors/gains instead of the seeded random init (e.g.
     the true noise PSD with ``config.update = "g"``)."""
     cfg: EMConfig = algo.config
@@ -231,49 +266,65 @@ def run_em(
         st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
     algo.init(ctx)
     B = ctx.B
-    active = torch.ones(B, dtype=torch.bool, device=ctx.device) if cfg.tol is not None else None
+    rows = list(range(B))  # the original index of each row of the current (shrinking) batch
     costs = torch.full((cfg.n_iter, B), float("nan"), device=ctx.device)
-    iter_traces: dict[str, list[torch.Tensor]] = {}
-    n_done = torch.zeros(B, dtype=torch.long, device=ctx.device)
-    prev = None
+    iter_traces: dict[str, torch.Tensor] = {}
+    n_done = [0] * B
+    out: list[Optional[ItemResult]] = [None] * B
+    prev: Optional[torch.Tensor] = None
     for it in tqdm(range(cfg.n_iter), desc=f"{algo.name} EM", disable=not progress, leave=False):
-        Vs = algo.e_step(ctx, st, it, active)
+        Vs = algo.e_step(ctx, st, it)
         with torch.no_grad():
-            st = m_step(ctx.P, Vs.detach(), st, ctx.mask, update=cfg.update, active=active)
+            st = m_step(ctx.P, Vs.detach(), st, ctx.mask, update=cfg.update)
             c = is_cost(ctx.P, Vs.detach(), st, ctx.mask)
+        idx = torch.tensor(rows, device=ctx.device)
+        costs[it, idx] = c
         for k, v in algo.iteration_traces().items():
-            iter_traces.setdefault(k, []).append(v.detach())
-        if active is None:
-            costs[it] = c
-            n_done += 1
-        else:
-            costs[it] = torch.where(active, c, torch.full_like(c, float("nan")))
-            n_done += active.long()
-            if prev is not None:
-                active = active & ((c - prev).abs() >= cfg.tol)
-            prev = torch.where(active, c, prev if prev is not None else c)
-            if not bool(active.any()):
+            buf = iter_traces.setdefault(k, torch.full((cfg.n_iter, B), float("nan"), device=ctx.device))
+            buf[it, idx] = v.detach().to(buf.dtype)
+        for r in rows:
+            n_done[r] += 1
+        if cfg.tol is None:
+            continue
+        done = (c - prev).abs() < cfg.tol if prev is not None else torch.zeros_like(c, dtype=torch.bool)
+        prev = c
+        if bool(done.any()) and it < cfg.n_iter - 1:
+            keep = ~done
+            _finish(algo.select(done), ctx.select(done), st.select(done), [r for r, d in zip(rows, done.tolist()) if d],
+                    out, costs, iter_traces, n_done, stft_cfg)
+            if not bool(keep.any()):
                 break
+            algo, ctx, st, prev = algo.select(keep), ctx.select(keep), st.select(keep), prev[keep]
+            rows = [r for r, k in zip(rows, keep.tolist()) if k]
+    else:  # the iterations ran out (no break): finish the utterances still in the batch
+        _finish(algo, ctx, st, rows, out, costs, iter_traces, n_done, stft_cfg)
+    return [o for o in out if o is not None]
+
+
+def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], out: list[Optional[ItemResult]],
+            costs: torch.Tensor, iter_traces: dict[str, torch.Tensor], n_done: list[int], stft_cfg: STFTConfig) -> None:
+    """Final estimate of the utterances of ``ctx`` (original indices ``rows``): latent samples of
+    the algorithm, the averaged Wiener gain, the iSTFT and the traces, written into ``out``."""
+    batch = ctx.batch
     with torch.no_grad():
         z = algo.final_latents(ctx, st).detach()
         Vs = ctx.decode_var(z)  # [R, B, T, F]
-        dec_w = _weights(model, "decoder")
+        dec_w = _weights(ctx.model, "decoder")
         gVs = st.g.unsqueeze(-1) * Vs
         gain = (gVs / (gVs + st.noise_var()).clamp_min(EPS)).mean(0)  # [B, T, F]
         S = gain.to(batch.X.dtype) * batch.X
     final = algo.final_traces()
-    out = []
-    for b, item in enumerate(batch.items):
+    for b, (item, r) in enumerate(zip(batch.items, rows)):
         tb = item.n_frames
         y = istft(S[b, :tb].cpu(), item.n_samples, stft_cfg).numpy().astype(np.float64) * item.scale
-        nd = int(n_done[b])
+        nd = n_done[r]
         tr: dict[str, np.ndarray] = {
-            "cost": costs[:nd, b].cpu().numpy().astype(np.float32),
+            "cost": costs[:nd, r].cpu().numpy().astype(np.float32),
             "frame_rate": np.float32(stft_cfg.frame_rate),
             "n_iter": np.int32(nd),
         }
-        for k, vs in iter_traces.items():
-            tr[k] = torch.stack([v[b] for v in vs[:nd]]).cpu().numpy().astype(np.float32)
+        for k, v in iter_traces.items():
+            tr[k] = v[:nd, r].cpu().numpy().astype(np.float32)
         for k, v in final.items():
             tr[k] = v[b].cpu().numpy().astype(np.float32) if v.dim() > 1 else np.float32(v[b].item())
         if ctx.enc_weights is not None:
@@ -281,8 +332,7 @@ def run_em(
         if dec_w is not None:
             tr["weights_decoder"] = dec_w[b, :tb].cpu().numpy().astype(np.float32)
         tr["gain_g"] = st.g[b, :tb].cpu().numpy().astype(np.float32)
-        out.append(ItemResult(item.item_id, y.astype(np.float32), tr))
-    return out
+        out[r] = ItemResult(item.item_id, y.astype(np.float32), tr)
 
 
 def langevin_noise_scale(lr: float) -> float:

@@ -24,13 +24,14 @@ objectives omit the 1/2 of the Gaussian prior; we use the exact negative log pos
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 
-from models.enhancement.em import EMAlgorithm, EMConfig, EMContext, freeze_inactive
+from models.enhancement.em import EMAlgorithm, EMConfig, EMContext
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
 
@@ -90,7 +91,15 @@ class LDEM(EMAlgorithm):
         self.z = self.z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(ctx.latent_dim,))
         self._graph: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # (z, d(z), exp d) of the chains
 
-    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def select(self, rows: torch.Tensor) -> "LDEM":
+        new = copy.copy(self)
+        new.z = self.z[:, rows]
+        # the kept decoder graph cannot be sliced into a new leaf: the next gradient decodes again
+        # (the same values: the decoder is deterministic)
+        new._graph = None
+        return new
+
+    def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: LDEMConfig = self.config
         C, L = cfg.n_chains, ctx.latent_dim
         z = self.z
@@ -103,9 +112,9 @@ class LDEM(EMAlgorithm):
                 (zz, d), Vs = decode_with_graph(ctx, z), None
             self._graph = None
             grad = energy_grad(ctx, zz, d, st, cfg.prior_weight, cfg.tv, WH, Vs)
-            z = freeze_inactive(z - cfg.lr * grad + noise[s], z, active)
+            z = z - cfg.lr * grad + noise[s]
         if cfg.eta > 0:
-            z = freeze_inactive(z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,)), z, active)
+            z = z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,))
         self.z = z.detach()
         zz, d = decode_with_graph(ctx, self.z)
         Vs = torch.exp(d.detach())

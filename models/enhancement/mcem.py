@@ -16,6 +16,7 @@ proposal var 0.01, 40 steps / 30 burn-in, final 100 / 75, 100 EM iterations, sto
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -58,7 +59,7 @@ class MCEM(EMAlgorithm):
         self._final_acc: Optional[torch.Tensor] = None
 
     @torch.no_grad()
-    def _chain(self, ctx: EMContext, st: NMFState, n_steps: int, burn_in: int, active: Optional[torch.Tensor], keep: str):
+    def _chain(self, ctx: EMContext, st: NMFState, n_steps: int, burn_in: int, keep: str):
         cfg: MCEMConfig = self.config
         L = ctx.latent_dim
         steps = ctx.randn(leading=(n_steps,), tail=(L,)) * math.sqrt(cfg.proposal_var)
@@ -67,7 +68,6 @@ class MCEM(EMAlgorithm):
         WH = st.noise_var()  # fixed during the chain: computed once, not at every MH step
         nll = ctx.nll_frames(self.var, st, WH=WH)
         pq = ctx.prior_quad(z)
-        frame_ok = ctx.mask if active is None else ctx.mask & active.view(-1, 1)
         kept = []
         n_acc = torch.zeros_like(nll)
         for m in range(n_steps):
@@ -75,7 +75,7 @@ class MCEM(EMAlgorithm):
             nllp = ctx.nll_frames(ctx.decode_var(zp), st, WH=WH)
             pqp = ctx.prior_quad(zp)
             log_a = nll - nllp + 0.5 * (pq - pqp)
-            acc = (logu[m] < log_a) & frame_ok
+            acc = (logu[m] < log_a) & ctx.mask
             z = torch.where(acc.unsqueeze(-1), zp, z)
             nll = torch.where(acc, nllp, nll)
             pq = torch.where(acc, pqp, pq)
@@ -93,15 +93,21 @@ class MCEM(EMAlgorithm):
         rate = (n_acc * ctx.maskf).sum(-1) / (nf * n_steps)
         return (vs if keep == "var" else zs), rate
 
-    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: MCEMConfig = self.config
-        Vs, self._acc = self._chain(ctx, st, cfg.n_steps, cfg.burn_in, active, keep="var")
+        Vs, self._acc = self._chain(ctx, st, cfg.n_steps, cfg.burn_in, keep="var")
         return Vs
 
     def final_latents(self, ctx: EMContext, st: NMFState) -> torch.Tensor:
         cfg: MCEMConfig = self.config
-        zs, self._final_acc = self._chain(ctx, st, cfg.final_steps, cfg.final_burn_in, None, keep="z")
+        zs, self._final_acc = self._chain(ctx, st, cfg.final_steps, cfg.final_burn_in, keep="z")
         return zs
+
+    def select(self, rows: torch.Tensor) -> "MCEM":
+        new = copy.copy(self)
+        new.z, new.var = self.z[rows], self.var[rows]
+        new._acc = None if self._acc is None else self._acc[rows]
+        return new
 
     def iteration_traces(self) -> dict[str, torch.Tensor]:
         return {"acceptance": self._acc} if self._acc is not None else {}

@@ -45,6 +45,10 @@ class NMFState:
     def clone(self) -> "NMFState":
         return NMFState(self.W.clone(), self.H.clone(), self.g.clone())
 
+    def select(self, rows: torch.Tensor) -> "NMFState":
+        """The factors of the utterances ``rows`` (bool ``[B]``)."""
+        return NMFState(self.W[rows], self.H[rows], self.g[rows])
+
 
 def noise_var(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     """Noise variance ``H W^T``: ``[B, T, K] x [B, F, K] -> [B, T, F]``."""

@@ -13,12 +13,12 @@ use_model_prior: false`` for the published objective.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
-from models.enhancement.em import EMAlgorithm, EMConfig, EMContext, freeze_inactive
+from models.enhancement.em import EMAlgorithm, EMConfig, EMContext, select_optimizer
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
 
@@ -49,12 +49,17 @@ class PEEM(EMAlgorithm):
         else:
             self.mu, self.prec = torch.zeros_like(ctx.prior_mu), torch.ones_like(ctx.prior_prec)
 
-    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def select(self, rows: torch.Tensor) -> "PEEM":
+        new = copy.copy(self)
+        (new.z,), new.opt = select_optimizer(self.opt, [self.z], rows)
+        new.mu, new.prec = self.mu[rows], self.prec[rows]
+        return new
+
+    def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: PEEMConfig = self.config
         WH = st.noise_var()
         one = torch.ones((), dtype=self.z.dtype, device=self.z.device)
         for _ in range(cfg.n_steps):
-            old = self.z.detach().clone()
             with torch.enable_grad():
                 d = ctx.decode_logvar(self.z)
                 prior = (((self.z - self.mu) ** 2) * self.prec).sum(-1) * ctx.maskf
@@ -63,9 +68,6 @@ class PEEM(EMAlgorithm):
                                               grad_outputs=[ctx.nll_grad_logvar(d.detach(), st, WH), one])
             self.z.grad = grad
             self.opt.step()
-            if active is not None:
-                with torch.no_grad():
-                    self.z.copy_(freeze_inactive(self.z, old, active))
         with torch.no_grad():
             return ctx.decode_var(self.z.detach()).unsqueeze(0)
 

@@ -33,6 +33,7 @@ this weakly trained prior), not on the test speakers.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -40,7 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from models.enhancement.em import EMAlgorithm, EMConfig, EMContext
+from models.enhancement.em import EMAlgorithm, EMConfig, EMContext, select_optimizer
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
 
@@ -140,12 +141,21 @@ class VEM(EMAlgorithm):
         return list(self.params.values()) if self.config.posterior == "encoder" else [self.m, self.lv]
 
     # -- EM ------------------------------------------------------------------------------------
-    def e_step(self, ctx: EMContext, st: NMFState, it: int, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def select(self, rows: torch.Tensor) -> "VEM":
+        new = copy.copy(self)
+        if self.config.posterior == "encoder":
+            keys = list(self.params)
+            vals, new.opt = select_optimizer(self.opt, [self.params[k] for k in keys], rows)
+            new.params = dict(zip(keys, vals))
+        else:
+            (new.m, new.lv), new.opt = select_optimizer(self.opt, [self.m, self.lv], rows)
+        return new
+
+    def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: VEMConfig = self.config
         WH = st.noise_var()
         state = self._state()
         for _ in range(cfg.n_grad_steps):
-            old = [t.detach().clone() for t in state] if active is not None else None
             with torch.enable_grad():
                 m, lv = self._q(ctx)
                 z = self._sample(ctx, cfg.n_mc, (m, lv))
@@ -159,11 +169,6 @@ class VEM(EMAlgorithm):
             for t, g in zip(state, grads):
                 t.grad = g
             self.opt.step()
-            if old is not None:
-                with torch.no_grad():
-                    for t, o in zip(state, old):
-                        shape = (-1,) + (1,) * (t.dim() - 1)
-                        t.copy_(torch.where(active.view(shape), t, o))
         with torch.no_grad():
             return ctx.decode_var(self._sample(ctx, cfg.n_samples))
 
