@@ -1,6 +1,8 @@
 """The speed benchmark script runs end to end (tiny settings; the figures themselves are not asserted)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,12 @@ def test_quality_line_paired_difference():
     assert "NOT within 0.3 dB" in far and "+0.97" in far and "includes 0" not in far
     noisy = perf.quality_line((9.0, 1.0, 6.0, 2.0), (1.0, 8.0, 1.0, 6.0))
     assert "NOT within" in noisy and "includes 0" in noisy
+
+
+def test_rss_peak_sees_a_temporary_allocation():
+    with perf._RssPeak() as rss:
+        base = rss.peak
+        x = np.ones(200 * 2 ** 20 // 8)  # 200 MB, touched
+        time.sleep(0.1)  # the sampler thread runs while the array is held
+        del x
+    assert rss.peak - base > 150
