@@ -7,8 +7,9 @@ Test-time model (Leglaive et al. 2018; Sadeghi et al. 2020)::
 An algorithm (MCEM, VEM, PEEM, LDEM) is an :class:`EMAlgorithm` subclass that supplies the
 E-step (latent samples -> unscaled speech variances ``[R, B, T, F]``) and the latents of the final
 estimate; this module runs the loop: E-step, M-step (multiplicative NMF/gain updates,
-:mod:`models.enhancement.nmf`), cost trace, per-utterance convergence, and the final
-"probabilistic Wiener filter" ``S = mean_r[g Vs_r / (g Vs_r + WH)] X`` followed by the iSTFT.
+:mod:`models.enhancement.nmf`), cost trace, per-utterance convergence (a converged utterance is
+finished and leaves the batch: every algorithm implements :meth:`EMAlgorithm.select`), and the
+final "probabilistic Wiener filter" ``S = mean_r[g Vs_r / (g Vs_r + WH)] X`` followed by the iSTFT.
 
 Nothing here knows which fusion is inside the model: it only calls the
 :class:`models.base.SpeechModel` contract. The lip features are computed once per batch
@@ -16,7 +17,8 @@ Nothing here knows which fusion is inside the model: it only calls the
 
 Randomness: every utterance has its own ``torch.Generator`` seeded from
 ``derive_seed(seed, item_id, algorithm)``; draws are made per utterance with its own number of
-frames (:func:`models.enhancement.batch.per_item_randn`), so results do not depend on the batch.
+frames (:func:`models.enhancement.batch.per_item_randn`), and draws nothing once it has left the
+batch, so results do not depend on the batch (up to float rounding of batched matrix products).
 """
 from __future__ import annotations
 
