@@ -17,7 +17,9 @@ Run folder layout (``runs/<name>/``)::
 Traces ``.npz`` keys (all optional but ``cost``): ``weights_encoder`` and ``weights_decoder``
 ``[T, 2]`` (column 1 = visual weight, at the STFT frame rate), ``corruption_stft`` ``[T]``
 (corruption level of the video frame shown at each STFT frame), ``cost`` ``[n_iter]``,
-``acceptance`` ``[n_iter]`` (MCEM), ``frame_rate`` (scalar, STFT frames per second).
+``acceptance`` ``[n_iter]`` (MCEM), ``frame_rate`` (scalar, STFT frames per second); the EM
+algorithms add ``n_iter``, ``gain_g`` ``[T]``, ``decoder_calls`` (decoder passes, each over all
+chains or samples) and, for MCEM, ``final_acceptance``.
 """
 from __future__ import annotations
 

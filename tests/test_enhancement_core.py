@@ -260,3 +260,17 @@ def test_analytic_likelihood_gradient_equals_autograd(toy_models):
     assert ref.abs().max() > 0
     torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
     assert torch.all(ours[:, ~batch.mask] == 0)
+
+
+def test_decoder_calls_trace_counts_the_passes(toy_models):
+    """MCEM decodes every MH proposal (plus the kept states once per iteration); LDEM one pass per
+    Langevin step (the M-step's pass is reused by the next gradient): the published cost argument."""
+    a, _ = toy_models
+    inputs = _inputs(1)
+    m = dict(FAST["mcem"], tol=None)
+    mc = enhance(a, "mcem", inputs, params=m, progress=False)[0].traces
+    # init + n_iter x (steps + kept) + final chain (steps + its state) + the Wiener filter
+    assert int(mc["decoder_calls"]) == 1 + m["n_iter"] * (m["n_steps"] + 1) + m["final_steps"] + 1 + 1
+    ld = enhance(a, "ldem", inputs, params=FAST["ldem"], progress=False)[0].traces
+    # one graph pass per iteration, one more at the first gradient, and the Wiener filter
+    assert int(ld["decoder_calls"]) == FAST["ldem"]["n_iter"] + 1 + 1

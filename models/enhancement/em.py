@@ -324,6 +324,8 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
             "cost": costs[:nd, r].cpu().numpy().astype(np.float32),
             "frame_rate": np.float32(stft_cfg.frame_rate),
             "n_iter": np.int32(nd),
+            # decoder passes made while this utterance was in the batch (each over all chains / samples)
+            "decoder_calls": np.int32(ctx.decoder_calls),
         }
         for k, v in iter_traces.items():
             tr[k] = v[:nd, r].cpu().numpy().astype(np.float32)
