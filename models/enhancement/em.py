@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from benchmark.seeding import torch_generator
 from models.enhancement.batch import Batch, per_item_randn
-from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, m_step
+from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, is_terms, m_step
 from models.spectral import STFTConfig, istft
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,15 @@ class EMContext:
         self.gens = [torch_generator(seed, iid, algorithm, device=gen_dev) for iid in batch.item_ids]
         with torch.no_grad():
             self.vfeat = model.visual_features(batch.lips, batch.mask) if getattr(model, "is_audio_visual", False) else None
-            self.prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
-            self.prior_prec = torch.exp(-prior_lv)
+            prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
             mu, lv = model.encode(self.P, self.vfeat, batch.mask)
-            # padded frames: z = 0 keeps every decoder output finite there
+            # padded frames: z = 0 and a N(0, I) prior keep every decoder output and term finite there
             m3 = batch.mask.unsqueeze(-1)
             self.enc_mu = torch.where(m3, mu, torch.zeros_like(mu))
             self.enc_logvar = torch.where(m3, lv, torch.zeros_like(lv))
-            self.prior_mu = torch.where(m3, self.prior_mu, torch.zeros_like(self.prior_mu))
-            self.prior_prec = torch.where(m3, self.prior_prec, torch.ones_like(self.prior_prec))
+            self.prior_mu = torch.where(m3, prior_mu, torch.zeros_like(prior_mu))
+            self.prior_logvar = torch.where(m3, prior_lv, torch.zeros_like(prior_lv))
+            self.prior_prec = torch.exp(-self.prior_logvar)
             self.enc_weights = _weights(model, "encoder")
         self.decoder_calls = 0
 
@@ -95,7 +95,7 @@ class EMContext:
         b = self.batch
         new.batch = Batch([b.items[i] for i in idx], b.X[rows], b.power[rows], b.mask[rows],
                           None if b.lips is None else b.lips[rows])
-        for k in ("P", "mask", "maskf", "prior_mu", "prior_prec", "enc_mu", "enc_logvar"):
+        for k in ("P", "mask", "maskf", "prior_mu", "prior_logvar", "prior_prec", "enc_mu", "enc_logvar"):
             setattr(new, k, getattr(self, k)[rows])
         new.vfeat = None if self.vfeat is None else self.vfeat[rows]
         new.enc_weights = None if self.enc_weights is None else self.enc_weights[rows]
@@ -123,9 +123,7 @@ class EMContext:
             Vx = (g * Vs + WH).clamp_min(EPS)
             nll = (torch.log(Vx) + self.P / Vx).sum(-1)
         else:  # the MH hot path: the same value with one temporary and in-place passes
-            Vx = torch.addcmul(WH, g, Vs).clamp_min_(EPS)
-            ratio = torch.div(self.P, Vx)
-            nll = Vx.log_().add_(ratio).sum(-1)
+            nll = is_terms(self.P, WH, g, Vs).sum(-1)
         return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
 
     def decode_logvar(self, z: torch.Tensor) -> torch.Tensor:
@@ -151,6 +149,20 @@ class EMContext:
         inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
         one_minus = torch.mul(self.P, inv).neg_().add_(1.0)
         return gVs.mul_(inv).mul_(one_minus).mul_(self.maskf.unsqueeze(-1))
+
+    def nll_backward(self, d: torch.Tensor, wrt: list[torch.Tensor], st: NMFState, *, extra: Optional[torch.Tensor] = None,
+                     WH: Optional[torch.Tensor] = None, Vs: Optional[torch.Tensor] = None, scale: float = 1.0) -> tuple[torch.Tensor, ...]:
+        """Gradients w.r.t. ``wrt`` of ``scale * sum nll(d) + extra`` (``extra``: a scalar with its
+        graph, e.g. the prior or KL terms): the likelihood part from :meth:`nll_grad_logvar`
+        back-propagated through the decoder graph of ``d``, the rest by autograd."""
+        gd = self.nll_grad_logvar(d.detach(), st, WH, Vs)
+        if scale != 1.0:
+            gd.mul_(scale)
+        outs, grads = [d], [gd]
+        if extra is not None:
+            outs.append(extra)
+            grads.append(torch.ones_like(extra))
+        return torch.autograd.grad(outs, wrt, grad_outputs=grads)
 
     def prior_quad(self, z: torch.Tensor) -> torch.Tensor:
         """``sum_l (z - mu)^2 / sigma^2`` per frame ``[..., B, T]`` (twice the negative log prior)."""

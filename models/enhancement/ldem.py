@@ -48,13 +48,21 @@ class LDEMConfig(EMConfig):
     prior_weight: float = field(default=0.5, metadata={"range": (0.0, None)})
 
 
+def total_variation(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_t |z_t - z_{t-1}|_1`` over pairs of real frames, summed over everything (av-dkf's
+    ``tv`` term; per-utterance terms add up, so gradients stay per utterance)."""
+    if z.shape[-2] < 2:
+        return z.new_zeros(())
+    pair = (mask[:, 1:] & mask[:, :-1]).to(z.dtype)
+    return ((z[..., 1:, :] - z[..., :-1, :]).abs().sum(-1) * pair).sum()
+
+
 def prior_energy(ctx: EMContext, z: torch.Tensor, prior_weight: float, tv: float) -> torch.Tensor:
     """The latent-only terms of ``U(z)``: weighted prior quadratic and total variation over time
     (summed; per-utterance terms add up, so gradients stay per utterance)."""
     U = prior_weight * ctx.prior_quad(z).sum()
-    if tv > 0 and z.shape[-2] > 1:
-        pair = (ctx.mask[:, 1:] & ctx.mask[:, :-1]).to(z.dtype)
-        U = U + tv * ((z[..., 1:, :] - z[..., :-1, :]).abs().sum(-1) * pair).sum()
+    if tv > 0:
+        U = U + tv * total_variation(z, ctx.mask)
     return U
 
 
@@ -70,10 +78,8 @@ def energy_grad(ctx: EMContext, zz: torch.Tensor, d: torch.Tensor, st: NMFState,
     """``grad_z U(z)`` for ``U = sum nll(d) + prior_energy(z)`` with ``(zz, d)`` from
     :func:`decode_with_graph`: the likelihood part analytic at the decoder output
     (:meth:`EMContext.nll_grad_logvar`), back-propagated through the decoder; the rest by autograd."""
-    gd = ctx.nll_grad_logvar(d.detach(), st, WH, Vs)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad([d, prior_energy(ctx, zz, prior_weight, tv)], zz,
-                                      grad_outputs=[gd, torch.ones((), dtype=zz.dtype, device=zz.device)])
+        (grad,) = ctx.nll_backward(d, [zz], st, extra=prior_energy(ctx, zz, prior_weight, tv), WH=WH, Vs=Vs)
     return grad
 
 

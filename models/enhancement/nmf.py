@@ -92,6 +92,14 @@ def _masked(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+def is_terms(P: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, Vs: torch.Tensor) -> torch.Tensor:
+    """``log Vx + P / Vx`` per TF bin with ``Vx = g Vs + WH`` (floored at EPS; ``g`` broadcast over
+    frequency), computed with one temporary and in-place passes (the MH and cost hot path)."""
+    Vx = torch.addcmul(WH, g, Vs).clamp_min_(EPS)
+    ratio = torch.div(P, Vx)
+    return Vx.log_().add_(ratio)
+
+
 def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
     """Per-utterance cost ``[B]``: mean over valid (r, t, f) of ``log Vx + P / Vx``."""
     WH = st.noise_var()
@@ -104,9 +112,7 @@ def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: tor
         gg = st.g.unsqueeze(-1)
         tot = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
         for r in range(Vs.shape[0]):  # one [B, T, F] temporary per sample
-            Vx = torch.addcmul(WH, gg, Vs[r]).clamp_min_(EPS)
-            ratio = torch.div(P, Vx)
-            tot += _masked(Vx.log_().add_(ratio), m).sum(dim=(-1, -2))
+            tot += _masked(is_terms(P, WH, gg, Vs[r]), m).sum(dim=(-1, -2))
         R = Vs.shape[0]
     n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
     return tot / n.clamp_min(1)

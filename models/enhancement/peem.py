@@ -58,14 +58,11 @@ class PEEM(EMAlgorithm):
     def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: PEEMConfig = self.config
         WH = st.noise_var()
-        one = torch.ones((), dtype=self.z.dtype, device=self.z.device)
         for _ in range(cfg.n_steps):
             with torch.enable_grad():
                 d = ctx.decode_logvar(self.z)
                 prior = (((self.z - self.mu) ** 2) * self.prec).sum(-1) * ctx.maskf
-                # the likelihood's gradient enters analytically at the decoder output (em.py)
-                (grad,) = torch.autograd.grad([d, cfg.prior_weight * prior.sum()], self.z,
-                                              grad_outputs=[ctx.nll_grad_logvar(d.detach(), st, WH), one])
+                (grad,) = ctx.nll_backward(d, [self.z], st, extra=cfg.prior_weight * prior.sum(), WH=WH)
             self.z.grad = grad
             self.opt.step()
         with torch.no_grad():

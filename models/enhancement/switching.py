@@ -39,6 +39,7 @@ import torch
 from benchmark.registry import Registry
 from benchmark.seeding import derive_seed
 from models.enhancement.em import reduce_weights
+from models.enhancement.ldem import total_variation
 from models.enhancement.batch import per_item_randn
 from models.enhancement.nmf import EPS, noise_var
 
@@ -424,15 +425,14 @@ def langevin_estep(
     states are the samples (as in the published LDEM)."""
     C, L = z.shape[0], z.shape[-1]
     std = math.sqrt(2.0 * lr)
-    pair = (mask[:, 1:] & mask[:, :-1]).to(X2.dtype)
     z = z.detach()
     for _ in range(n_steps):
         with torch.enable_grad():
             zz = z.clone().requires_grad_(True)
             U, _ = _neg_log_target(comp, zz, resp, X2, WH, g, mask, prior_weight)
             U = U.sum()
-            if tv > 0 and zz.shape[-2] > 1:
-                U = U + tv * ((zz[..., 1:, :] - zz[..., :-1, :]).abs().sum(-1) * pair).sum()
+            if tv > 0:
+                U = U + tv * total_variation(zz, mask)
             (grad,) = torch.autograd.grad(U, zz)
         z = torch.where(mask[..., None], z - lr * grad + std * rnd.randn((C,), (L,)), z).detach()
     if eta > 0:

@@ -44,6 +44,7 @@ from torch.func import functional_call
 from models.enhancement.em import EMAlgorithm, EMConfig, EMContext, select_optimizer
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
+from models.vae import kl_diag
 
 POSTERIORS = ("free", "encoder")
 DEFAULT_LR = {"free": 0.1, "encoder": 5e-3}
@@ -160,12 +161,9 @@ class VEM(EMAlgorithm):
                 m, lv = self._q(ctx)
                 z = self._sample(ctx, cfg.n_mc, (m, lv))
                 d = ctx.decode_logvar(z)
-                kl = 0.5 * (((torch.exp(lv) + (m - ctx.prior_mu) ** 2) * ctx.prior_prec)
-                            - 1.0 - lv - torch.log(ctx.prior_prec)).sum(-1)
-                # -ELBO = mean_mc sum nll + KL; the nll gradient enters analytically at the decoder output
-                gd = ctx.nll_grad_logvar(d.detach(), st, WH).div_(cfg.n_mc)
-                grads = torch.autograd.grad([d, (kl * ctx.maskf).sum()], state,
-                                            grad_outputs=[gd, torch.ones((), dtype=kl.dtype, device=kl.device)])
+                kl = kl_diag(m, lv, ctx.prior_mu, ctx.prior_logvar)
+                # -ELBO = mean over the n_mc samples of sum nll, + KL
+                grads = ctx.nll_backward(d, state, st, extra=(kl * ctx.maskf).sum(), WH=WH, scale=1.0 / cfg.n_mc)
             for t, g in zip(state, grads):
                 t.grad = g
             self.opt.step()
