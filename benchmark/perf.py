@@ -53,6 +53,16 @@ class PerfRow:
     si_sdrs: tuple[float, ...] = ()  # per utterance (NaN where it failed)
 
 
+def _in_white_noise(x: np.ndarray, snr_db: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mixture, scaled noise)``: ``x`` plus seeded white noise at exactly ``snr_db`` (the
+    project's mixer, :func:`benchmark.conditions.mixing.mix`)."""
+    from benchmark.conditions.mixing import mix
+
+    noise = np.random.default_rng(seed).standard_normal(x.size)
+    mixture, scaled, _ = mix(x, noise, snr_db, seed)
+    return mixture, scaled
+
+
 def make_inputs(n: int, duration: float, snr_db: float = 0.0, seed: int = 0, lips: bool = True):
     """``n`` synthetic noisy utterances (EnhanceInput) of ``duration`` seconds (white noise)."""
     from models.enhancement.api import EnhanceInput
@@ -61,9 +71,8 @@ def make_inputs(n: int, duration: float, snr_db: float = 0.0, seed: int = 0, lip
     out = []
     for i in range(n):
         x, lp, fps = synth_utterance(np.random.default_rng(seed + i), duration, lip_size=64)
-        noise = np.random.default_rng(seed + 1000 + i).standard_normal(x.size).astype(np.float32)
-        noise *= np.sqrt(np.sum(x ** 2) / np.sum(noise ** 2)) * 10 ** (-snr_db / 20)
-        out.append(EnhanceInput(f"perf/u{i:03d}", (x + noise).astype(np.float32), lp if lips else None, fps, clean=x, noise=noise))
+        y, noise = _in_white_noise(x, snr_db, seed + 1000 + i)
+        out.append(EnhanceInput(f"perf/u{i:03d}", y, lp if lips else None, fps, clean=x, noise=noise))
     return out
 
 
@@ -92,10 +101,9 @@ def corpus_inputs(root: str, n: int, duration: float, snr_db: float = 0.0, seed:
                 continue
             x = np.concatenate(audio)[:ns]
             nv = max(1, int(round(duration * u.fps)))
-            noise = np.random.default_rng(seed + 1000 + len(out)).standard_normal(ns).astype(np.float32)
-            noise *= np.sqrt(np.sum(x ** 2) / np.sum(noise ** 2)) * 10 ** (-snr_db / 20)
+            y, noise = _in_white_noise(x, snr_db, seed + 1000 + len(out))
             lp = np.concatenate(frames)[:nv] if lips else None
-            out.append(EnhanceInput(f"perf/{spk}/{len(out):03d}", (x + noise).astype(np.float32), lp, u.fps, clean=x, noise=noise))
+            out.append(EnhanceInput(f"perf/{spk}/{len(out):03d}", y, lp, u.fps, clean=x, noise=noise))
             audio, frames = [], []
     if len(out) < n:
         raise ValueError(f"corpus {root}: only {len(out)} inputs of {duration} s from the {split} split (asked for {n})")
