@@ -26,7 +26,6 @@ import copy
 import csv
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 from benchmark.configtools import from_dict, to_dict
 from benchmark.seeding import derive_seed, stable_hash
 from benchmark.spec import ModelEntry, TrainingSpec
+from benchmark.threads import torch_threads
 from models.augment import AugmentConfig, VisualAugmenter
 from models.base import SpeechModel
 from models.checkpoint import CHECKPOINT_FILE, build_model, load, save
@@ -163,28 +163,16 @@ def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.
     return {k: v / max(n_frames, 1.0) for k, v in tot.items()}
 
 
-def _cpu_threads() -> int:
-    """Torch threads for CPU training: ``AVBENCH_TRAIN_THREADS`` or 1. These models are small; on
-    a shared 2-core machine two OpenMP threads were measured ~16x *slower* than one (spin-waiting
-    under contention), and parallelism across models belongs to the runner."""
-    try:
-        return max(1, int(os.environ.get("AVBENCH_TRAIN_THREADS", "1")))
-    except ValueError:
-        return 1
-
-
 def train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, out_dir: Path, *,
                 init_from: Optional[Path] = None, progress: bool = True, data: Optional[TrainingData] = None,
                 augment: Optional[AugmentConfig] = None) -> Path:
     """Train ``entry`` on clean speech; write checkpoint, config, curves; return the checkpoint path
-    (see :func:`_train_model`; CPU training runs with :func:`_cpu_threads` torch threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(_cpu_threads())
-    try:
+    (see :func:`_train_model`). Training runs with ``AVBENCH_TRAIN_THREADS`` torch threads, 1 by
+    default (:mod:`benchmark.threads`: these models are small, and parallelism across models
+    belongs to the runner)."""
+    with torch_threads("AVBENCH_TRAIN_THREADS"):
         return _train_model(entry, training, corpus_root, out_dir, init_from=init_from, progress=progress,
                             data=data, augment=augment)
-    finally:
-        torch.set_num_threads(n)
 
 
 def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, out_dir: Path, *,

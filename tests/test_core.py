@@ -74,3 +74,19 @@ def test_yaml_numbers_in_exponent_form_are_floats():
 
     spec = load_spec("smoke", ["training.lr=1e-3", "conditions.snrs_db=[-5, 1e1]"])
     assert spec.training.lr == 0.001 and spec.conditions.snrs_db == [-5.0, 10.0]
+
+
+def test_torch_threads_from_env_and_restored(monkeypatch):
+    import torch
+
+    from benchmark.threads import threads_from_env, torch_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("AVBENCH_TEST_THREADS", "nonsense")
+    assert threads_from_env("AVBENCH_TEST_THREADS") == 1
+    monkeypatch.setenv("AVBENCH_TEST_THREADS", "0")
+    assert threads_from_env("AVBENCH_TEST_THREADS") == 1
+    monkeypatch.delenv("AVBENCH_TEST_THREADS")
+    with torch_threads("AVBENCH_TEST_THREADS") as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +18,7 @@ import numpy as np
 
 from benchmark.runner.jobs import JobOutput
 from benchmark.runner.store import atomic_path
+from benchmark.threads import torch_threads
 from benchmark.schema import (
     ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id as make_item_id, model_key,
 )
@@ -171,28 +171,13 @@ def _corruption_at_stft_rate(path: Path, traces: dict[str, Any], fps: float) -> 
 
 @contextlib.contextmanager
 def cpu_threads(device: str):
-    """Torch threads of a CPU enhancement job: ``AVBENCH_ENHANCE_THREADS`` or 1 (restored after).
-
-    Parallelism belongs to the runner (one job per worker process). With torch's default (one
-    thread per core) a job in this process spin-waits against the other workers and the other
-    processes of a shared machine: on 2 shared cores, LDEM batches of the smoke grid took 40-90 s
-    instead of ~4 s. (Same policy as the training, ``AVBENCH_TRAIN_THREADS``.) No effect on CUDA.
-    """
+    """Torch threads of a CPU enhancement job: ``AVBENCH_ENHANCE_THREADS`` or 1, restored after
+    (:mod:`benchmark.threads`, the same policy as the training). No effect on CUDA."""
     if device == "cuda":
         yield
         return
-    import torch
-
-    try:
-        n = max(1, int(os.environ.get("AVBENCH_ENHANCE_THREADS", "1")))
-    except ValueError:
-        n = 1
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with torch_threads("AVBENCH_ENHANCE_THREADS"):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
