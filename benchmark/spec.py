@@ -77,6 +77,10 @@ class ConditionsSpec:
         return dict(self.noise_options.get(noise) or {})
 
 
+#: label suffix of models trained with the auxiliary reliability (corruption-supervision) loss
+RELSUP_SUFFIX = "+relsup"
+
+
 @dataclass
 class ModelEntry:
     """One speech model to train and evaluate (``name`` in the model registry)."""
@@ -89,9 +93,12 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        if self.id:
-            return self.id
-        return f"{self.name}/{self.fusion}" if self.fusion else self.name
+        label = self.id or (f"{self.name}/{self.fusion}" if self.fusion else self.name)
+        # a model trained with corruption supervision (training.reliability_loss_weight > 0) says so
+        # in every table
+        if float(self.training.get("reliability_loss_weight") or 0) > 0 and RELSUP_SUFFIX not in label:
+            label += RELSUP_SUFFIX
+        return label
 
 
 @dataclass
@@ -115,6 +122,22 @@ class TrainingSpec:
     max_minutes: Optional[float] = field(default=None, metadata={"range": (0.0, None)})
     seed: int = 0
     device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto")})
+    # audio-side degradation of the encoder input (models.augment.AudioMaskConfig; off by
+    # default): per sequence, probability of frame masking (runs of up to audio_mask_max_frames
+    # STFT frames, audio_mask_n_frames of them), of band masking (up to audio_mask_max_bins bins,
+    # audio_mask_n_bands bands) and of white noise at an SNR ~ U[audio_noise_snr_db]
+    audio_mask_p_frames: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    audio_mask_n_frames: int = field(default=2, metadata={"range": (0, 1000)})
+    audio_mask_max_frames: int = field(default=10, metadata={"range": (1, 100000)})
+    audio_mask_p_bands: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    audio_mask_n_bands: int = field(default=2, metadata={"range": (0, 1000)})
+    audio_mask_max_bins: int = field(default=64, metadata={"range": (1, 100000)})
+    audio_noise_p: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    audio_noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0], metadata={"range": (-30.0, 50.0)})
+    # auxiliary reliability loss on the fusions' per-frame visual weight against 1 - corruption
+    # level of the visual augmentation (0 = off; set it per model: the label gets "+relsup")
+    reliability_loss_weight: float = field(default=0.0, metadata={"range": (0.0, None)})
+    reliability_loss: str = field(default="bce", metadata={"choices": ("bce", "mse")})
 
 
 @dataclass
@@ -183,6 +206,13 @@ class ExperimentSpec:
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     runner: RunnerSpec = field(default_factory=RunnerSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
+
+    def __post_init__(self) -> None:
+        if self.training.reliability_loss_weight > 0:
+            raise ConfigError(
+                "key 'training.reliability_loss_weight': set it per model (models[].training."
+                "reliability_loss_weight), so that the model's label shows the corruption supervision "
+                f"({RELSUP_SUFFIX!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
