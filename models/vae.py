@@ -173,11 +173,14 @@ class _VAEBase(SpeechModel):
         return self.enc_mu(h), self.enc_lv(h)
 
     def training_loss(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
-                      beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                      beta: float = 1.0, generator: torch.Generator | None = None,
+                      encoder_power: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Negative ELBO per real frame (``loss``, targets ``|S|^2 + power_floor``), with its parts: ``is_per_bin`` (mean IS
         divergence per real TF bin, the reconstruction figure reported) and ``kl`` (per frame).
-        AV-CVAE models (visual prior) use the CVAE loss of the module docstring."""
-        mu, logvar = self.encode(power, vfeat, mask)
+        AV-CVAE models (visual prior) use the CVAE loss of the module docstring. ``encoder_power``:
+        a degraded copy of ``power`` for the encoder only (audio-side augmentation, see
+        :func:`models.augment.degrade_audio`); the target stays ``power``."""
+        mu, logvar = self.encode(power if encoder_power is None else encoder_power, vfeat, mask)
         power = power + self.config.power_floor
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps
