@@ -2,5 +2,6 @@
 from benchmark.registry import Registry
 
 MODELS: Registry = Registry("model", modules=("models.vae", "models.mixture"))
-FUSIONS: Registry = Registry("fusion", modules=("models.fusion",))
+# every module of models/fusion/ (a new fusion is one new file), each registering a Fusion subclass
+FUSIONS: Registry = Registry("fusion", package="models.fusion", base="models.fusion.base.Fusion")
 FRONTENDS: Registry = Registry("visual front-end", modules=("models.visual",))

@@ -4,4 +4,5 @@
 """
 from benchmark.registry import Registry
 
-NOISES: Registry = Registry("noise", modules=("noise_sets.builtin", "noise_sets.loaders"))
+# every module of this package is imported on first lookup: a new noise source is one new file
+NOISES: Registry = Registry("noise", package="noise_sets")

@@ -5,12 +5,7 @@ that writes a manifest (see :mod:`benchmark.corpus.manifest`) under ``root`` and
 """
 from benchmark.registry import Registry
 
-CORPORA: Registry = Registry(
-    "corpus",
-    modules=(
-        "benchmark.corpus.synthetic.build",
-        "benchmark.corpus.adapters.grid",
-        "benchmark.corpus.adapters.tcd_timit",
-        "benchmark.corpus.adapters.generic",
-    ),
-)
+# the synthetic generator plus every module of benchmark/corpus/adapters/ (imported on first
+# lookup): a new real-corpus adapter is one new file there
+CORPORA: Registry = Registry("corpus", modules=("benchmark.corpus.synthetic.build",),
+                             package="benchmark.corpus.adapters")

@@ -1,18 +1,24 @@
-"""Registry of enhancement algorithms (EM variants and baselines)."""
-from importlib.util import find_spec
+"""Registry of enhancement algorithms (EM variants and baselines).
+
+Every module of :mod:`models.enhancement` is imported on the first lookup, so a new algorithm is
+one new file there that registers its class (``docs/extending.md``). A registered algorithm is a
+class with a ``name``, a ``config_cls`` (a dataclass of its settings) and a constructor taking
+that config: an :class:`~models.enhancement.em.EMAlgorithm` (run by ``run_em``) or a
+:class:`~models.enhancement.baselines.Baseline` (``run(items, ...)``).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from benchmark.registry import Registry
 
-_MODULES = (
-    "models.enhancement.mcem",
-    "models.enhancement.vem",
-    "models.enhancement.peem",
-    "models.enhancement.ldem",
-    "models.enhancement.baselines",
-    "models.enhancement.switching",  # composite models (issue 10); optional until it lands
-)
 
-ALGORITHMS: Registry = Registry(
-    "algorithm",
-    modules=tuple(m for m in _MODULES if m != "models.enhancement.switching" or find_spec(m) is not None),
-)
+@runtime_checkable
+class Algorithm(Protocol):
+    """What :func:`models.enhancement.api.make_algorithm` needs of a registered class."""
+
+    name: str
+    config_cls: type
+
+
+ALGORITHMS: Registry = Registry("algorithm", package="models.enhancement", base=Algorithm)

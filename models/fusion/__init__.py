@@ -1,19 +1,11 @@
-"""The fusion zoo: one module per fusion over :mod:`models.fusion.base`, registered by name in
-:data:`models.registry.FUSIONS`, plus :func:`describe_costs` for ``run_benchmark.py list``."""
+"""The fusion zoo: one module per fusion over :mod:`models.fusion.base`, each registering its
+class by name in :data:`models.registry.FUSIONS` (which imports every module of this package on
+first lookup, so a new fusion is one new file: ``docs/extending.md``), plus
+:func:`describe_costs` for ``run_benchmark.py list``."""
 from __future__ import annotations
 
 from models.fusion.base import Fusion, FusionConfig, FusionOutput, TemporalContext, count_macs
-from models.fusion.concat import ConcatFusion
-from models.fusion.cross_attention import CrossAttentionFusion
-from models.fusion.dynamic_stream_weighting import DynamicStreamWeightingFusion
-from models.fusion.gated import GatedFusion
-from models.fusion.modality_attention import ModalityAttentionFusion
-from models.fusion.uncertainty import UncertaintyFusion
 from models.registry import FUSIONS
-
-for _cls in (ConcatFusion, GatedFusion, ModalityAttentionFusion, CrossAttentionFusion, UncertaintyFusion,
-             DynamicStreamWeightingFusion):
-    FUSIONS.register(_cls.name, _cls)
 
 
 def build_fusion(name: str, **options) -> Fusion:

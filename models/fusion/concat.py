@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("concat")
 class ConcatFusion(Fusion):
     """Concatenation + linear + tanh (published baseline); no modality weights."""
 

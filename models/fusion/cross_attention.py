@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("cross-attention")
 class CrossAttentionFusion(Fusion):
     """Windowed multi-head cross-modal attention (audio queries, visual keys/values) with a gate."""
 

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("dynamic-stream-weighting")
 class DynamicStreamWeightingFusion(Fusion):
     """Per-frame reliability scores of each stream scale it before a linear fusion."""
 

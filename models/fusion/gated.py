@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("gated")
 class GatedFusion(Fusion):
     """Gated multimodal unit: a sigmoid gate mixes tanh projections of the two streams."""
 

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("modality-attention")
 class ModalityAttentionFusion(Fusion):
     """Per-frame softmax attention over the audio and visual embeddings."""
 

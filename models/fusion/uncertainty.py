@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from models.fusion.base import Fusion, FusionOutput, identity_
+from models.registry import FUSIONS
 
 
+@FUSIONS.register("uncertainty")
 class UncertaintyFusion(Fusion):
     """Product of Gaussian experts: fusion by per-unit precision weighting."""
 
