@@ -65,7 +65,9 @@ MAX_OFFSET_FRAMES = 10
 MAX_FPS_DIVISOR = 5
 
 CorruptionFn = Callable[..., tuple[np.ndarray, np.ndarray]]
-CORRUPTIONS: Registry = Registry("corruption")
+# the corruptions below plus every module of this package (imported on first lookup): a new
+# corruption is one new file here that decorates its function with :func:`corruption`
+CORRUPTIONS: Registry = Registry("corruption", package="benchmark.conditions.corruptions")
 
 
 class CorruptionError(ValueError):

@@ -71,10 +71,15 @@ class Metric:
         return f"pesq_{pesq_mode}" if self.name == "pesq" else self.name
 
 
-METRICS: Registry = Registry("metric")
+# the metrics below plus every module of this package (imported on first lookup): a new metric is
+# one new file here that decorates its function with :func:`metric` (``docs/extending.md``)
+METRICS: Registry = Registry("metric", package="benchmark.metrics")
 
 
-def _register(name: str, doc: str, needs_mixture: bool = False):
+def metric(name: str, doc: str, needs_mixture: bool = False) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Register ``fn(ref, est, *, sr, mixture, pesq_mode) -> float`` (higher is better; raise
+    :class:`MetricError` with a reason on failure) as metric ``name``, column ``name``."""
+
     def deco(fn: Callable[..., float]) -> Callable[..., float]:
         METRICS.register(name, Metric(name, fn, doc, needs_mixture), doc=doc)
         return fn
@@ -105,12 +110,12 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     return 10.0 * math.log10(num / den)
 
 
-@_register("si_sdr", "Scale-invariant SDR in dB (hand-written, zero-mean, Le Roux et al. 2019).")
+@metric("si_sdr", "Scale-invariant SDR in dB (hand-written, zero-mean, Le Roux et al. 2019).")
 def _si_sdr(ref, est, **_):
     return si_sdr(ref, est)
 
 
-@_register("pesq", "PESQ (pesq package; wide-band at 16 kHz by default, narrow-band with pesq_mode=nb).")
+@metric("pesq", "PESQ (pesq package; wide-band at 16 kHz by default, narrow-band with pesq_mode=nb).")
 def _pesq(ref, est, *, sr: int = 16000, pesq_mode: str = "wb", **_):
     from pesq import pesq
 
@@ -138,12 +143,12 @@ def _stoi(ref, est, sr: int, extended: bool) -> float:
     return val
 
 
-@_register("stoi", "STOI (pystoi, extended=False).")
+@metric("stoi", "STOI (pystoi, extended=False).")
 def _stoi_m(ref, est, *, sr: int = 16000, **_):
     return _stoi(ref, est, sr, extended=False)
 
 
-@_register("estoi", "Extended STOI (pystoi, extended=True).")
+@metric("estoi", "Extended STOI (pystoi, extended=True).")
 def _estoi_m(ref, est, *, sr: int = 16000, **_):
     return _stoi(ref, est, sr, extended=True)
 
@@ -182,7 +187,7 @@ def bss_decompose(ref: np.ndarray, noise: np.ndarray, est: np.ndarray) -> tuple[
     return float(sdr), float(sir), float(sar)
 
 
-@_register("sdr", "SDR in dB (mir_eval BSS Eval v3 bss_eval_sources, 512-tap filter, no permutation).")
+@metric("sdr", "SDR in dB (mir_eval BSS Eval v3 bss_eval_sources, 512-tap filter, no permutation).")
 def _sdr_m(ref, est, **_):
     return bss_sdr(ref, est)
 
@@ -199,12 +204,12 @@ def _bss_pair(ref, est, mixture, cache: Optional[dict], name: str) -> tuple[floa
     return val
 
 
-@_register("sir", "SIR in dB against [clean, noise] (mir_eval BSS Eval v3; needs the mixture).", needs_mixture=True)
+@metric("sir", "SIR in dB against [clean, noise] (mir_eval BSS Eval v3; needs the mixture).", needs_mixture=True)
 def _sir_m(ref, est, *, mixture=None, cache=None, **_):
     return _bss_pair(ref, est, mixture, cache, "sir")[1]
 
 
-@_register("sar", "SAR in dB against [clean, noise] (mir_eval BSS Eval v3; needs the mixture).", needs_mixture=True)
+@metric("sar", "SAR in dB against [clean, noise] (mir_eval BSS Eval v3; needs the mixture).", needs_mixture=True)
 def _sar_m(ref, est, *, mixture=None, cache=None, **_):
     return _bss_pair(ref, est, mixture, cache, "sar")[2]
 
