@@ -23,6 +23,8 @@ chains or samples) and, for MCEM, ``final_acceptance``.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 ITEM_COLUMNS = [
     "item_id", "utt_id", "speaker", "condition_id", "noise", "snr_db", "snr_definition",
     "corruption", "severity", "seed",
@@ -51,4 +53,30 @@ def model_key(label: str) -> str:
 
 
 def item_id(utt_id: str, condition_id: str) -> str:
+    """The id of one (utterance, condition) item: ``<condition_id>/<utt_id>``."""
     return f"{condition_id}/{utt_id}"
+
+
+def pair_id(utt_id: str, noise: str, snr_db: float, snr_definition: str = "energy", seed: int = 0) -> str:
+    """The identity of an item's *mixture* without its visual condition:
+    ``mix:<noise>_snr<snr>[act]_s<seed>/<utt_id>``.
+
+    The items of one utterance under the same noise, SNR (and SNR definition) and condition seed
+    but different video corruptions share it: the mixing draws their noise segment and offset
+    from seeds that do not include the corruption (:mod:`benchmark.conditions.build`), so their
+    mixtures are the same samples. The enhancement seeds its random streams (EM sampling, NMF
+    initialisation) from it, so the clean- and corrupted-video runs of a mixture use common
+    random numbers and a paired difference between them measures the video alone.
+    """
+    act = "act" if snr_definition == "active" else ""
+    return f"mix:{noise}_snr{float(snr_db):g}{act}_s{int(seed)}/{utt_id}"
+
+
+def pair_id_of(row: Mapping[str, Any]) -> str:
+    """:func:`pair_id` of a mixtures-table row (``utt_id``, ``noise``, ``snr_db``,
+    ``snr_definition``, ``seed``); the row's ``item_id`` when one of them is missing."""
+    try:
+        return pair_id(str(row["utt_id"]), str(row["noise"]), float(row["snr_db"]),
+                       str(row.get("snr_definition") or "energy"), int(row["seed"]))
+    except (KeyError, TypeError, ValueError):
+        return str(row["item_id"])

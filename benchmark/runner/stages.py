@@ -20,7 +20,7 @@ from benchmark.runner.jobs import JobOutput
 from benchmark.runner.store import atomic_path
 from benchmark.threads import torch_threads
 from benchmark.schema import (
-    ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id as make_item_id, model_key,
+    ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id as make_item_id, model_key, pair_id_of,
 )
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ def mix_job(run_dir: str, corpus_root: str, utts: list[dict[str, Any]], conditio
 
 
 def _load_inputs(run_dir: Path, items: list[dict[str, Any]], audio_visual: bool) -> list[Any]:
+    """The enhancement inputs of mixtures-table rows; ``pair_id`` (:func:`benchmark.schema.pair_id_of`)
+    gives the clean- and corrupted-video items of one mixture common random numbers."""
     from benchmark.audio_io import read_audio, read_lips
     from models.enhancement.api import EnhanceInput
 
@@ -132,7 +134,7 @@ def _load_inputs(run_dir: Path, items: list[dict[str, Any]], audio_visual: bool)
             lips=lips, fps=float(it["fps"]),
             clean=read_audio(run_dir / it["clean_path"], validate=False) if it.get("clean_path") else None,
             noise=read_audio(run_dir / it["noise_path"], validate=False) if it.get("noise_path") else None,
-            corruption=corr,
+            corruption=corr, pair_id=pair_id_of(it),
         ))
     return out
 

@@ -7,10 +7,14 @@
     outs = enhance(model, "ldem", [EnhanceInput(item_id, mixture, lips, fps, clean=..., noise=...)],
                    params={"n_iter": 100}, nmf_rank=10, device="cpu", frame_budget=20000, seed=0)
 
-* ``EnhanceInput(item_id, mixture, lips, fps, clean=None, noise=None, corruption=None, sample_rate=16000)``:
-  ``mixture`` float32 16 kHz mono; ``lips`` uint8 ``N x H x W`` at ``fps`` (None for audio-only
-  models); ``clean``/``noise`` only for ``oracle-wiener``; ``corruption`` per-video-frame level,
-  only copied (at the STFT rate) into ``traces["corruption_stft"]``.
+* ``EnhanceInput(item_id, mixture, lips, fps, clean=None, noise=None, corruption=None, sample_rate=16000,
+  pair_id=None)``: ``mixture`` float32 16 kHz mono; ``lips`` uint8 ``N x H x W`` at ``fps`` (None
+  for audio-only models); ``clean``/``noise`` only for ``oracle-wiener``; ``corruption``
+  per-video-frame level, copied (at the STFT rate) into ``traces["corruption_stft"]`` and given
+  as ``level`` to models whose ``uses_level`` is true (the ``oracle-reliability`` control, which
+  then requires it); ``pair_id`` the identity the random streams are seeded from (default
+  ``item_id``; the runner gives the mixture's :func:`benchmark.schema.pair_id`, so the clean- and
+  corrupted-video items of one mixture get common random numbers).
 * ``EnhanceOutput(item_id, estimate, traces, wall_time_s, rtf, error)``: ``estimate`` float32,
   same length as the mixture (None on error); ``traces`` keys of :mod:`benchmark.schema`
   (``cost [n_iter]``, ``acceptance [n_iter]`` for MCEM, ``weights_encoder``/``weights_decoder``
@@ -23,6 +27,9 @@
   ``peem``, ``ldem``, ``noisy``, ``oracle-wiener``, ``nmf-only``); ``params`` overrides fields of
   the algorithm's config dataclass (unknown keys are an error); ``model`` may be None for the
   baselines. Utterances are packed into batches of at most ``frame_budget`` padded STFT frames.
+
+Randomness: every utterance's random draws (EM sampling, NMF initialisation, the ``nmf-only``
+baseline's NMF) come from generators seeded by ``(seed, pair_id, ...)``, never by the batch.
 
 Composite models: a model with a ``custom_enhance`` method (the mixture / switching VAEs of
 :mod:`models.mixture`) gets each prepared batch delegated to
@@ -112,11 +119,13 @@ def enhance(
         model.eval()
     need_lips = bool(not is_baseline and model is not None and (getattr(model, "is_audio_visual", False) or hasattr(model, "custom_enhance")))
     need_sources = bool(getattr(algo, "needs_sources", False))
+    need_level = bool(not is_baseline and model is not None and getattr(model, "uses_level", False))
     outs: list[Optional[EnhanceOutput]] = [None] * len(inputs)
     prepared: list[PreparedItem] = []
     for i, inp in enumerate(inputs):
         try:
-            prepared.append(prepare_item(inp, i, cfg=stft_cfg, need_lips=need_lips, need_sources=need_sources))
+            prepared.append(prepare_item(inp, i, cfg=stft_cfg, need_lips=need_lips, need_sources=need_sources,
+                                         need_level=need_level))
         except Exception as exc:  # one bad utterance never stops the others
             log.warning("%s: %s", inp.item_id, exc)
             outs[i] = EnhanceOutput(inp.item_id, None, {}, 0.0, float("nan"), f"{type(exc).__name__}: {exc}")

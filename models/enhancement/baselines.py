@@ -115,7 +115,7 @@ class NMFOnly(Baseline):
             if Ws.shape[0] != it.X.shape[1]:
                 raise DataError(it.item_id, f"speech dictionary has {Ws.shape[0]} bins, the STFT has {it.X.shape[1]}")
             P = it.X.abs().pow(2).float()
-            W, H, costs = is_nmf(P, rank, n_iter=self.config.n_iter, W_fixed=Ws, rng=seeded_rng(seed, it.item_id, "nmf"))
+            W, H, costs = is_nmf(P, rank, n_iter=self.config.n_iter, W_fixed=Ws, rng=seeded_rng(seed, it.seed_id, "nmf"))
             Vs = H[:, :ks] @ W[:, :ks].T
             Vn = H[:, ks:] @ W[:, ks:].T
             gain = Vs / (Vs + Vn).clamp_min(EPS)

@@ -2,8 +2,13 @@
 
 A batch holds utterances of different lengths padded to the longest one, with a frame mask
 ``[B, T]`` (True on real frames). Everything random is drawn per utterance (from its
-``item_id``), with the utterance's own number of frames, so the batch composition and the
+``pair_id``), with the utterance's own number of frames, so the batch composition and the
 padding never change an utterance's result (see :mod:`models.enhancement.em`).
+
+Common random numbers: ``pair_id`` names the *mixture* without its visual condition
+(:func:`benchmark.schema.pair_id`; the runner sets it), so the clean- and corrupted-video
+items of one mixture draw the same random numbers and start from the same NMF; an audio-only
+model then gives them bit-identical estimates. ``pair_id`` defaults to ``item_id``.
 """
 from __future__ import annotations
 
@@ -23,8 +28,10 @@ class EnhanceInput:
 
     ``mixture`` float32 mono at ``sample_rate`` (must be 16 kHz); ``lips`` uint8 ``N x H x W``
     at ``fps`` (None for audio-only); ``clean``/``noise`` the true sources (only the
-    oracle baseline uses them); ``corruption`` the per-video-frame corruption level (only
-    stored in the traces).
+    oracle baseline uses them); ``corruption`` the per-video-frame corruption level (0 = clean;
+    stored in the traces at the STFT rate, and given to models that use it, i.e. the
+    ``oracle-reliability`` control fusion); ``pair_id`` the identity of the random streams (the
+    mixture without its visual condition; None: ``item_id``).
     """
 
     item_id: str
@@ -35,6 +42,7 @@ class EnhanceInput:
     noise: Optional[np.ndarray] = None
     corruption: Optional[np.ndarray] = None
     sample_rate: int = SAMPLE_RATE
+    pair_id: Optional[str] = None
 
 
 @dataclass
@@ -62,10 +70,16 @@ class PreparedItem:
     clean_power: Optional[torch.Tensor] = None  # [T, F] (normalised by the same scale)
     noise_power: Optional[torch.Tensor] = None
     corruption_stft: Optional[np.ndarray] = None  # [T]
+    pair_id: str = ""  # seeds the utterance's random streams (its item_id when empty)
 
     @property
     def n_frames(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def seed_id(self) -> str:
+        """The id the utterance's random streams are seeded from (``pair_id``, else ``item_id``)."""
+        return self.pair_id or self.item_id
 
 
 def _check_signal(x: Optional[np.ndarray], what: str, item_id: str, sr: int, cfg: STFTConfig, silent_ok: bool = False) -> np.ndarray:
@@ -81,12 +95,14 @@ def _check_signal(x: Optional[np.ndarray], what: str, item_id: str, sr: int, cfg
 
 
 def prepare_item(
-    inp: EnhanceInput, index: int, *, cfg: STFTConfig = STFTConfig(), need_lips: bool = False, need_sources: bool = False
+    inp: EnhanceInput, index: int, *, cfg: STFTConfig = STFTConfig(), need_lips: bool = False, need_sources: bool = False,
+    need_level: bool = False,
 ) -> PreparedItem:
     """Validate one input and move it to the STFT domain; raises :class:`DataError` naming the item.
 
     The mixture is normalised by its peak ``max|x|`` as in the published code (T13); the
-    estimate is scaled back by the caller.
+    estimate is scaled back by the caller. ``need_level``: the model uses the true corruption
+    level (an oracle), so an input without ``corruption`` is an error.
     """
     x = _check_signal(inp.mixture, "mixture", inp.item_id, inp.sample_rate, cfg)
     scale = float(np.max(np.abs(x)))
@@ -104,6 +120,9 @@ def prepare_item(
         lips = lips_to_stft_rate(frames, T, inp.fps, cfg).astype(np.float32) / 255.0
     if inp.corruption is not None and inp.fps and inp.fps > 0:
         corr = per_frame_to_stft_rate(np.asarray(inp.corruption, dtype=np.float32), T, inp.fps, cfg)
+    if need_level and corr is None:
+        raise DataError(inp.item_id, "the model uses the true per-frame corruption level (an oracle control) "
+                                     "but the input has no corruption levels")
     cp = npow = None
     if need_sources:
         s = _check_signal(inp.clean, "clean reference", inp.item_id, inp.sample_rate, cfg, silent_ok=True)
@@ -112,7 +131,7 @@ def prepare_item(
             raise DataError(inp.item_id, f"clean/noise lengths {s.size}/{n.size} differ from the mixture length {x.size}")
         cp = stft(torch.from_numpy((s / scale).astype(np.float32)), cfg).abs().pow(2)
         npow = stft(torch.from_numpy((n / scale).astype(np.float32)), cfg).abs().pow(2)
-    return PreparedItem(index, inp.item_id, X, int(x.size), scale, lips, cp, npow, corr)
+    return PreparedItem(index, inp.item_id, X, int(x.size), scale, lips, cp, npow, corr, pair_id=inp.pair_id or inp.item_id)
 
 
 def pack_by_budget(n_frames: Sequence[int], frame_budget: int, keys: Optional[Sequence[object]] = None) -> list[list[int]]:
@@ -155,10 +174,25 @@ class Batch:
     lips: Optional[torch.Tensor]  # [B, T, H, W] or None
     clean_power: Optional[torch.Tensor] = None
     noise_power: Optional[torch.Tensor] = None
+    #: [B, T] true corruption level of the video frame shown at each STFT frame (0 = clean, 0 on
+    #: padding), when every item has one; only oracle models use it
+    level: Optional[torch.Tensor] = None
 
     @property
     def item_ids(self) -> list[str]:
         return [it.item_id for it in self.items]
+
+    @property
+    def pair_ids(self) -> list[str]:
+        """The ids the utterances' random streams are seeded from (:attr:`PreparedItem.seed_id`)."""
+        return [it.seed_id for it in self.items]
+
+    def select(self, rows: torch.Tensor) -> "Batch":
+        """The batch of the utterances ``rows`` (bool ``[B]``), same padded length."""
+        idx = rows.nonzero().flatten().tolist()
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Batch([self.items[i] for i in idx], self.X[rows], self.power[rows], self.mask[rows], pick(self.lips),
+                     pick(self.clean_power), pick(self.noise_power), pick(self.level))
 
     @property
     def n_frames(self) -> list[int]:
@@ -194,7 +228,11 @@ def make_batch(items: list[PreparedItem], device: str | torch.device = "cpu", dt
     if all(it.clean_power is not None for it in items):
         cp = _pad_stack([it.clean_power for it in items], T).to(device=device, dtype=dtype)
         npow = _pad_stack([it.noise_power for it in items], T).to(device=device, dtype=dtype)
-    return Batch(items, X, power, mask, lips, cp, npow)
+    level = None
+    if all(it.corruption_stft is not None for it in items):
+        level = _pad_stack([torch.from_numpy(np.asarray(it.corruption_stft, dtype=np.float32)) for it in items], T)
+        level = level.to(device=device, dtype=dtype)
+    return Batch(items, X, power, mask, lips, cp, npow, level)
 
 
 def per_item_randn(

@@ -16,7 +16,9 @@ Nothing here knows which fusion is inside the model: it only calls the
 (``model.visual_features``) and reused by every decoder call.
 
 Randomness: every utterance has its own ``torch.Generator`` seeded from
-``derive_seed(seed, item_id, algorithm)``; draws are made per utterance with its own number of
+``derive_seed(seed, pair_id, algorithm)`` (``pair_id``: the mixture without its visual condition,
+so the clean- and corrupted-video items of a mixture share their streams; see
+:mod:`models.enhancement.batch`); draws are made per utterance with its own number of
 frames (:func:`models.enhancement.batch.per_item_randn`), and draws nothing once it has left the
 batch, so results do not depend on the batch (up to float rounding of batched matrix products).
 """
@@ -70,11 +72,13 @@ class EMContext:
         self.B, self.T, self.F = self.P.shape
         self.n_frames = batch.n_frames
         gen_dev = "cuda" if self.device.type == "cuda" else "cpu"
-        self.gens = [torch_generator(seed, iid, algorithm, device=gen_dev) for iid in batch.item_ids]
+        self.gens = [torch_generator(seed, pid, algorithm, device=gen_dev) for pid in batch.pair_ids]
+        # the true corruption level [B, T], only for models that use it (the oracle control)
+        self.level_kw = {"level": batch.level} if getattr(model, "uses_level", False) else {}
         with torch.no_grad():
             self.vfeat = model.visual_features(batch.lips, batch.mask) if getattr(model, "is_audio_visual", False) else None
             prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
-            mu, lv = model.encode(self.P, self.vfeat, batch.mask)
+            mu, lv = model.encode(self.P, self.vfeat, batch.mask, **self.level_kw)
             # padded frames: z = 0 and a N(0, I) prior keep every decoder output and term finite there
             m3 = batch.mask.unsqueeze(-1)
             self.enc_mu = torch.where(m3, mu, torch.zeros_like(mu))
@@ -92,9 +96,8 @@ class EMContext:
         idx = rows.nonzero().flatten().tolist()
         new = object.__new__(EMContext)
         new.__dict__.update(self.__dict__)
-        b = self.batch
-        new.batch = Batch([b.items[i] for i in idx], b.X[rows], b.power[rows], b.mask[rows],
-                          None if b.lips is None else b.lips[rows])
+        new.batch = self.batch.select(rows)
+        new.level_kw = {k: v[rows] for k, v in self.level_kw.items()}
         for k in ("P", "mask", "maskf", "prior_mu", "prior_logvar", "prior_prec", "enc_mu", "enc_logvar"):
             setattr(new, k, getattr(self, k)[rows])
         new.vfeat = None if self.vfeat is None else self.vfeat[rows]
@@ -108,7 +111,7 @@ class EMContext:
     def decode_var(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
         self.decoder_calls += 1
-        d = self.model.decode(z, self.vfeat, self.mask)
+        d = self.model.decode(z, self.vfeat, self.mask, **self.level_kw)
         if torch.is_grad_enabled() or d._base is not None:
             return torch.exp(d)
         return d.exp_()  # no autograd: the decoder's fresh output is exponentiated in place
@@ -129,7 +132,7 @@ class EMContext:
     def decode_logvar(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's log-variance ``log sigma^2(z)`` (with autograd when enabled)."""
         self.decoder_calls += 1
-        return self.model.decode(z, self.vfeat, self.mask)
+        return self.model.decode(z, self.vfeat, self.mask, **self.level_kw)
 
     @torch.no_grad()
     def nll_grad_logvar(self, d: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None,
@@ -277,7 +280,7 @@ def run_em(
     if nmf_init is not None:
         st = NMFState(*(t.to(device=ctx.device, dtype=ctx.P.dtype) for t in (nmf_init.W, nmf_init.H, nmf_init.g)))
     else:
-        st = init_nmf(batch.item_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
+        st = init_nmf(batch.pair_ids, batch.n_frames, ctx.F, rank, seed=seed, device=ctx.device, dtype=ctx.P.dtype)
     algo.init(ctx)
     B = ctx.B
     rows = list(range(B))  # the original index of each row of the current (shrinking) batch

@@ -56,7 +56,7 @@ def noise_var(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
 
 
 def init_nmf(
-    item_ids: Sequence[str],
+    seed_ids: Sequence[str],
     n_frames: Sequence[int],
     n_freq: int,
     rank: int,
@@ -67,13 +67,15 @@ def init_nmf(
 ) -> NMFState:
     """Seeded random init as published: W, H ~ U(0, 1) (floored at eps), g = 1.
 
-    Each utterance draws from its own generator ``derive_seed(seed, item_id, "nmf")`` with its
+    Each utterance draws from its own generator ``derive_seed(seed, seed_id, "nmf")`` with its
     *own* number of frames, so neither the batch composition nor the padding changes its values.
+    ``seed_ids``: one id per utterance, its ``pair_id`` in the enhancement (the mixture without
+    its visual condition: the clean- and corrupted-video items of a mixture start alike).
     """
-    B, T = len(item_ids), max(n_frames)
+    B, T = len(seed_ids), max(n_frames)
     W = np.empty((B, n_freq, rank), np.float64)
     H = np.ones((B, T, rank), np.float64)
-    for b, (iid, tb) in enumerate(zip(item_ids, n_frames)):
+    for b, (iid, tb) in enumerate(zip(seed_ids, n_frames)):
         r = seeded_rng(seed, iid, "nmf")
         W[b] = r.random((n_freq, rank))
         H[b, :tb] = r.random((tb, rank))

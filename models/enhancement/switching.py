@@ -676,8 +676,8 @@ def enhance_batch(
         component_from_model(model.audio_model, P, None, mask, "audio"),
         component_from_model(model.av_model, P, batch.lips, mask, "visual"),
     ]
-    st = init_nmf(batch.item_ids, batch.n_frames, P.shape[-1], rank, seed=seed, device=P.device, dtype=P.dtype)
-    seeds = [derive_seed(seed, iid, model.name, algorithm) for iid in batch.item_ids]
+    st = init_nmf(batch.pair_ids, batch.n_frames, P.shape[-1], rank, seed=seed, device=P.device, dtype=P.dtype)
+    seeds = [derive_seed(seed, pid, model.name, algorithm) for pid in batch.pair_ids]
     res = run_switching_em(P, mask, comps, model.switch_config(), config, seeds, st.W, st.H, progress=progress)
     av_w = reduce_weights(res.component_weights.get("visual", {}).get("decoder"))
     S = res.wiener_gain.to(batch.X.dtype) * batch.X
