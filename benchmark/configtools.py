@@ -8,18 +8,47 @@ Range and choice constraints are declared in field metadata::
     class S:
         fps: float = field(default=25.0, metadata={"range": (1, 240)})
         mode: str = field(default="wb", metadata={"choices": ("wb", "nb")})
+
+        def __post_init__(self) -> None:
+            check_fields(self)  # the same checks for direct constructions (S(fps=0) raises)
+
+:func:`from_dict` enforces them (with the source file and the dotted key in the message) while
+it builds the dataclass; :func:`check_fields` enforces them on an instance, for config classes
+that are also built directly from Python (the algorithm and model configs). A cross-field rule
+in ``__post_init__`` raises :class:`FieldError` naming the field, so that :func:`from_dict` can
+report it under its full key path.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import numbers
 import re
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the source and the dotted key."""
+
+
+class FieldError(ConfigError):
+    """A problem with one field of a config dataclass, raised while it is built (``__post_init__``).
+
+    ``field`` is the field name; :func:`from_dict` re-raises it as a :class:`ConfigError` under
+    the full dotted key (``<source>: key 'enhance.algorithm_params.mcem.burn_in': ...``)."""
+
+    def __init__(self, cls_name: str, field: str, message: str) -> None:
+        super().__init__(f"{cls_name}.{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known`` to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), sorted(map(str, known)), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _yaml_loader():
@@ -124,32 +153,44 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     return value
 
 
-def _check_constraints(f: dataclasses.Field, value: Any, key: str, source: str) -> None:
+def _constraint_problem(f: dataclasses.Field, value: Any) -> Optional[str]:
+    """What breaks the ``range``/``choices`` metadata of field ``f`` in ``value`` (each item of a
+    list), or None."""
     rng = f.metadata.get("range")
     choices = f.metadata.get("choices")
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
         if v is None:
             continue
-        if rng is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if rng is not None and isinstance(v, numbers.Real) and not isinstance(v, bool):
             lo, hi = rng
             if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise ConfigError(f"{source}: key '{key}': value {v!r} out of range [{lo}, {hi}]")
+                return f"value {v!r} out of range [{lo}, {hi}]"
         if choices is not None and v not in choices:
-            raise ConfigError(f"{source}: key '{key}': must be one of {list(choices)}, got {v!r}")
+            return f"must be one of {list(choices)}, got {v!r}"
+    return None
+
+
+def _check_constraints(f: dataclasses.Field, value: Any, key: str, source: str) -> None:
+    problem = _constraint_problem(f, value)
+    if problem:
+        raise ConfigError(f"{source}: key '{key}': {problem}")
 
 
 def from_dict(cls: type, data: dict[str, Any], *, source: str = "<config>", prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``, validating keys, types and ranges."""
+    """Build dataclass ``cls`` from ``data``, validating keys (unknown ones with a did-you-mean),
+    types, ranges and choices, and the class's own ``__post_init__`` rules; every error is a
+    :class:`ConfigError` naming ``source`` and the dotted key under ``prefix``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: key '{prefix or '<root>'}': expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        k = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        k = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
         raise ConfigError(
-            f"{source}: unknown key '{k}' (known keys of '{prefix or cls.__name__}': {', '.join(sorted(fields))})"
+            f"{source}: unknown key '{k}'{did_you_mean(unknown[0], fields)} "
+            f"(known keys of '{prefix or cls.__name__}': {', '.join(sorted(fields)) or '(none)'})"
         )
     kwargs = {}
     for name, value in data.items():
@@ -159,11 +200,53 @@ def from_dict(cls: type, data: dict[str, Any], *, source: str = "<config>", pref
         kwargs[name] = conv
     try:
         obj = cls(**kwargs)
+    except FieldError as exc:
+        key = f"{prefix}.{exc.field}" if prefix else exc.field
+        raise ConfigError(f"{source}: key '{key}': {exc.message}") from exc
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: section '{prefix or cls.__name__}': {exc}") from exc
     return obj
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Lenient runtime type check of a directly built config value (NumPy scalars count as numbers;
+    containers and other types are not inspected)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is Literal:
+        return value in args
+    if tp is bool:
+        return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return True
+
+
+def check_fields(obj: Any) -> None:
+    """Check a built config dataclass against its field types (leniently: see :func:`_type_ok`)
+    and the ``range``/``choices`` of its field metadata; raise :class:`FieldError` naming the
+    class and the field. Call it from ``__post_init__`` so direct constructions are checked too."""
+    cls = type(obj)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        value = getattr(obj, f.name)
+        tp = hints.get(f.name, Any)
+        if not _type_ok(value, tp):
+            raise FieldError(cls.__name__, f.name, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        problem = _constraint_problem(f, value)
+        if problem:
+            raise FieldError(cls.__name__, f.name, problem)
 
 
 def to_dict(obj: Any) -> Any:
