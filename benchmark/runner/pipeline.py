@@ -26,7 +26,6 @@ The stage subcommands (``mix``, ``train``, ``enhance``, ``score --preset``) call
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
 import time
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.runner import stages
+from benchmark.runner.codehash import STAGE_VERSIONS, stage_version  # noqa: F401 (re-exported)
 from benchmark.runner.executors import SerialExecutor, make_executor
 from benchmark.runner.jobs import Job, StageResult, canonical, run_jobs
 from benchmark.runner.provenance import finish_run_json, write_run_json
@@ -56,28 +56,9 @@ STAGES = ("corpus", "train", "mix", "enhance", "score")
 #: rank of the clean-speech NMF dictionary of the nmf-only baseline (train_speech_nmf's default)
 SPEECH_NMF_RANK = 32
 
-#: the runner's own version of each stage's job wiring; the stage module's ``CODE_VERSION``
-#: (when it defines one) is appended, so changing either reruns that stage and what follows.
-STAGE_VERSIONS = {"corpus": "1", "train": "1", "mix": "1", "enhance": "1", "score": "1"}
-STAGE_MODULES = {
-    "corpus": ("benchmark.corpus.build",),
-    "train": ("models.training", "models.vae"),
-    "mix": ("benchmark.conditions.build", "benchmark.conditions.mixing", "benchmark.conditions.corruptions"),
-    "enhance": ("models.enhancement.api",),
-    "score": ("benchmark.metrics",),
-}
-
-
-def stage_version(stage: str) -> str:
-    """``<runner version>+<module CODE_VERSION>...`` of a stage."""
-    parts = [STAGE_VERSIONS[stage]]
-    for mod in STAGE_MODULES[stage]:
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
-        parts.append(str(getattr(m, "CODE_VERSION", "0")))
-    return "+".join(parts)
+#: each job's key hashes its stage's ``stage_version``: the runner's own version of the stage's
+#: job wiring (``STAGE_VERSIONS``) plus the hash of the source files the stage's results depend
+#: on (:mod:`benchmark.runner.codehash`), so editing that code reruns the stage and what follows.
 
 
 @dataclass
@@ -316,7 +297,7 @@ class Pipeline:
         if "nmf-only" in spec.enhance.baselines:
             out = self.run_dir / "models" / "speech-nmf" / "speech_nmf.npz"
             extra.append(Job("train", {"what": "speech-nmf", "corpus": corpus_id, "rank": SPEECH_NMF_RANK,
-                                       "seed": spec.enhance.seed, "version": stage_version("train")},
+                                       "seed": spec.enhance.seed, "version": stage_version("speech-nmf")},
                              stages.speech_nmf_job, {"corpus_root": str(corpus_root), "out_path": str(out),
                                                      "rank": SPEECH_NMF_RANK, "seed": spec.enhance.seed},
                              label="speech-nmf"))

@@ -1,5 +1,7 @@
 """What ``run.json`` records: resolved config, seeds, git commit, package versions, device and
-machine, and one entry per invocation (so a resumed run keeps its history)."""
+machine, the code hash of every stage (``code``: version, digest, and the source files it covers,
+see :mod:`benchmark.runner.codehash`), and one entry per invocation (so a resumed run keeps its
+history, including each invocation's stage code versions)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from benchmark.runner.codehash import code_hashes
 from benchmark.runner.store import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +99,9 @@ def seeds_of(spec_dict: dict[str, Any]) -> dict[str, Any]:
 
 def write_run_json(run_dir: Path, spec_dict: dict[str, Any], *, preset: str = "", options: Optional[dict] = None,
                    argv: Optional[list[str]] = None) -> dict[str, Any]:
-    """Write (or update) ``run.json``; previous invocations are kept under ``invocations``."""
+    """Write (or update) ``run.json``; previous invocations are kept under ``invocations``.
+    ``code`` is the stage code hashes of this invocation's checkout (the job records keep the
+    version each job ran with, in ``inputs.version``)."""
     path = Path(run_dir) / "run.json"
     previous: list[dict[str, Any]] = []
     if path.exists():
@@ -106,13 +111,15 @@ def write_run_json(run_dir: Path, spec_dict: dict[str, Any], *, preset: str = ""
         except ValueError:
             previous = []
     git = git_info()
+    code = {unit: c.as_dict() for unit, c in code_hashes().items()}
     info = {
         "name": spec_dict.get("name"), "preset": preset, "spec": spec_dict, "seeds": seeds_of(spec_dict),
         "git_commit": git["commit"], "git_dirty": git["dirty"], "versions": package_versions(),
-        "device": device_info(), "machine": machine_info(),
+        "device": device_info(), "machine": machine_info(), "code": code,
         "invocations": previous + [{
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": list(argv if argv is not None else sys.argv),
             "options": options or {}, "pid": os.getpid(), "host": platform.node(), "git_commit": git["commit"],
+            "code_versions": {unit: c["version"] for unit, c in code.items()},
         }],
     }
     atomic_write_json(path, info)
