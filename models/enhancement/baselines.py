@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.audio_io import DataError
+from benchmark.configtools import check_fields
 from benchmark.seeding import rng as seeded_rng
 from models.enhancement.batch import PreparedItem
 from models.enhancement.em import ItemResult
@@ -95,6 +96,9 @@ class NMFOnlyConfig:
 
     dictionary: Any = None  # path to the .npz of train_speech_nmf, or an array [F, Ks]
     n_iter: int = field(default=100, metadata={"range": (1, None)})
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # types and declared ranges
 
 
 @ALGORITHMS.register("nmf-only")

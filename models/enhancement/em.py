@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.configtools import FieldError, check_fields
 from benchmark.seeding import torch_generator
 from models.enhancement.batch import Batch, per_item_randn
 from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, is_terms, m_step
@@ -45,9 +46,15 @@ log = logging.getLogger(__name__)
 class EMConfig:
     """Settings shared by every EM algorithm (subclasses add their own, with published defaults)."""
 
-    n_iter: int = 100  # EM iterations (100 in all three reference repos)
-    tol: Optional[float] = None  # stop an utterance when |delta cost| < tol (None: always n_iter)
+    n_iter: int = field(default=100, metadata={"range": (1, None)})  # EM iterations (100 in all three reference repos)
+    tol: Optional[float] = field(default=None, metadata={"range": (0.0, None)})  # stop an utterance when |delta cost| < tol (None: always n_iter)
     update: str = "WHg"  # which of W, H, g the M-step updates
+
+    def __post_init__(self) -> None:
+        """Types and the declared ranges of every field (:func:`benchmark.configtools.check_fields`)."""
+        check_fields(self)
+        if set(self.update) - set("WHg") or len(set(self.update)) != len(self.update):
+            raise FieldError(type(self).__name__, "update", f"expected letters of 'WHg' (each at most once), got {self.update!r}")
 
 
 @dataclass

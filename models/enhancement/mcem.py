@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 
+from benchmark.configtools import FieldError
 from models.enhancement.em import EMAlgorithm, EMConfig, EMContext
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
@@ -32,7 +33,7 @@ from models.enhancement.registry import ALGORITHMS
 class MCEMConfig(EMConfig):
     """MCEM settings (published defaults, avse-vae ``speech_enhancer_VAE.py``)."""
 
-    tol: Optional[float] = 1e-5
+    tol: Optional[float] = field(default=1e-5, metadata={"range": (0.0, None)})
     proposal_var: float = field(default=0.01, metadata={"range": (0.0, None)})
     n_steps: int = field(default=40, metadata={"range": (1, None)})
     burn_in: int = field(default=30, metadata={"range": (0, None)})
@@ -40,8 +41,11 @@ class MCEMConfig(EMConfig):
     final_burn_in: int = field(default=75, metadata={"range": (0, None)})
 
     def __post_init__(self) -> None:
-        if not (0 <= self.burn_in < self.n_steps and 0 <= self.final_burn_in < self.final_steps):
-            raise ValueError(f"MCEM: burn-in must be smaller than the number of steps ({self})")
+        super().__post_init__()  # types and declared ranges
+        for burn, steps in (("burn_in", "n_steps"), ("final_burn_in", "final_steps")):
+            if getattr(self, burn) >= getattr(self, steps):
+                raise FieldError(type(self).__name__, burn, f"{getattr(self, burn)} must be smaller than "
+                                 f"{steps} ({getattr(self, steps)}): no sample would be kept")
 
 
 @ALGORITHMS.register("mcem")

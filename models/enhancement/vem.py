@@ -59,11 +59,10 @@ class VEMConfig(EMConfig):
     n_mc: int = field(default=1, metadata={"range": (1, None)})
     n_samples: int = field(default=1, metadata={"range": (1, None)})
     final_samples: int = field(default=1, metadata={"range": (1, None)})
-    posterior: str = "free"
+    posterior: str = field(default="free", metadata={"choices": POSTERIORS})
 
     def __post_init__(self) -> None:
-        if self.posterior not in POSTERIORS:
-            raise ValueError(f"VEM: posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        super().__post_init__()  # types, declared ranges and the posterior's choices
 
     @property
     def step_size(self) -> float:
