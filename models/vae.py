@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from models.base import SpeechModel
-from models.fusion.base import TEMPORAL_KINDS, Fusion, FusionConfig, TemporalContext, count_macs
+from models.fusion.base import TEMPORAL_KINDS, Fusion, TemporalContext, count_macs
 from models.registry import FRONTENDS, FUSIONS, MODELS
 from models.visual import FrontendConfig
 
@@ -248,11 +248,11 @@ class AVVAE(_VAEBase):
             raise ValueError(f"av-vae needs a fusion; known: {', '.join(FUSIONS.names())}")
         self.frontend = FRONTENDS.get(c.frontend)(FrontendConfig(lip_size=c.lip_size, out_dim=c.visual_dim,
                                                                  hidden=c.frontend_hidden, channels=c.frontend_channels))
-        fopts = {"temporal": c.temporal, "temporal_kernel": c.temporal_kernel, **c.fusion_params,
-                 "audio_dim": c.hidden, "visual_dim": c.visual_dim, "out_dim": c.hidden}
+        fopts = {**c.fusion_params, "audio_dim": c.hidden, "visual_dim": c.visual_dim, "out_dim": c.hidden}
+        inherit = {"temporal": c.temporal, "temporal_kernel": c.temporal_kernel}  # where the fusion has them
         fcls = FUSIONS.get(c.fusion)
-        self.fusion_enc: Optional[Fusion] = fcls(FusionConfig.from_dict(fopts)) if c.fusion_position in ("both", "encoder") else None
-        self.fusion_dec: Optional[Fusion] = fcls(FusionConfig.from_dict(fopts)) if c.fusion_position in ("both", "decoder") else None
+        self.fusion_enc: Optional[Fusion] = fcls.from_options(fopts, inherited=inherit) if c.fusion_position in ("both", "encoder") else None
+        self.fusion_dec: Optional[Fusion] = fcls.from_options(fopts, inherited=inherit) if c.fusion_position in ("both", "decoder") else None
         if c.visual_prior:
             self.prior_hidden = nn.Linear(c.visual_dim, c.hidden)
             self.prior_mu = nn.Linear(c.hidden, c.latent_dim)
