@@ -12,7 +12,7 @@ import sys
 
 from benchmark.configtools import ConfigError
 
-COMMANDS = ("corpus", "train", "mix", "enhance", "score", "report", "run", "status", "list", "perf")
+COMMANDS = ("corpus", "train", "mix", "enhance", "score", "report", "run", "status", "list", "perf", "validate")
 
 log = logging.getLogger("avbench")
 

@@ -5,6 +5,21 @@ overrides keys with ``--set section.key=value`` (the value is parsed as YAML). E
 key, wrong type or out-of-range value is a :class:`~benchmark.configtools.ConfigError` that
 names the file and the dotted key.
 
+Loading (:func:`load_spec`, :func:`spec_from_dict`) also runs :func:`check_spec` before anything
+else can happen: every registered name (corpus, noises, corruptions, models, fusions, visual
+front-ends, algorithms, baselines, metrics) is looked up in its registry, and every nested
+settings map is validated against the config dataclass of the entry it configures -- unknown keys
+(with a did-you-mean), types, the declared ``range``/``choices`` of the fields and the class's own
+rules: ``enhance.algorithm_params.<algorithm>`` against the algorithm's ``config_cls``,
+``models[i].params`` against :class:`models.vae.VAEConfig` (or the composite models'
+:class:`models.mixture.CompositeConfig`), ``models[i].params.fusion_params`` against the fusion's
+config class (``models.fusion.base.fusion_config_class`` where it exists, else ``FusionConfig``),
+``models[i].training`` against :class:`TrainingSpec`, ``corpus.options`` against the keys the
+corpus builder declares. Each VAE entry is then built once on the CPU (a few milliseconds, the
+global torch RNG left as it was) so that what only the model's constructor checks fails here too.
+Not checked here: the option keys of ``conditions.noise_options`` (the noise factories check them
+when the mixtures are made).
+
 Each stage owns its section; add a field to the section your stage reads (with a default, a
 type and, where it applies, a ``range``/``choices`` in the field metadata).
 """
@@ -274,17 +289,187 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
 
 
 def load_spec(name_or_path: str = "smoke", overrides: list[str] | None = None) -> ExperimentSpec:
-    """Load a preset (by name or YAML path), apply ``--set`` overrides, validate."""
+    """Load a preset (by name or YAML path), apply ``--set`` overrides, validate (types, ranges
+    and every registered name and nested settings map: :func:`check_spec`)."""
     data, source = load_raw(name_or_path)
     if overrides:
         data = deep_merge(data, parse_overrides(overrides))
         source = f"{source} (with --set {' '.join(overrides)})"
-    return from_dict(ExperimentSpec, data, source=source)
+    spec = from_dict(ExperimentSpec, data, source=source)
+    check_spec(spec, source)
+    return spec
 
 
 def spec_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentSpec:
-    """Validate a plain mapping as an :class:`ExperimentSpec`."""
-    return from_dict(ExperimentSpec, data, source=source)
+    """Validate a plain mapping as an :class:`ExperimentSpec` (as :func:`load_spec` does)."""
+    spec = from_dict(ExperimentSpec, data, source=source)
+    check_spec(spec, source)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# names and nested settings (check_spec)
+
+
+def _lookup(registry: Any, name: Any, key: str, source: str) -> Any:
+    """``registry.get(name)``; an unknown name is a :class:`ConfigError` naming ``key`` (with the
+    registry's did-you-mean and known names)."""
+    try:
+        return registry.get(name)
+    except KeyError as exc:
+        raise ConfigError(f"{source}: key '{key}': {exc.args[0]}") from None
+
+
+def _wrap(exc: Exception, key: str, source: str) -> ConfigError:
+    return ConfigError(f"{source}: key '{key}': {exc}")
+
+
+def fusion_config_class(name: str) -> type:
+    """The config dataclass of fusion ``name``: ``models.fusion.base.fusion_config_class(name)``
+    where the fusion zoo provides it (one config class per fusion), else the shared ``FusionConfig``."""
+    import models.fusion.base as fb
+
+    per_fusion = getattr(fb, "fusion_config_class", None)
+    return per_fusion(name) if per_fusion is not None else fb.FusionConfig
+
+
+def _check_corpus(c: CorpusSpec, source: str) -> None:
+    import sys
+
+    from benchmark.configtools import did_you_mean
+
+    from benchmark.corpus import CORPORA
+
+    builder = _lookup(CORPORA, c.name, "corpus.name", source)
+    module = sys.modules.get(getattr(builder, "__module__", ""), None)
+    known = getattr(module, "OPTIONS", None) or getattr(module, "DEFAULT_OPTIONS", None)
+    if isinstance(known, dict):
+        for k in c.options:
+            if k not in known:
+                raise ConfigError(f"{source}: unknown key 'corpus.options.{k}'{did_you_mean(k, known)} "
+                                  f"(options of corpus {c.name!r}: {', '.join(sorted(known))})")
+
+
+def _check_conditions(cs: ConditionsSpec, source: str) -> None:
+    from benchmark.conditions.corruptions import CorruptionError, parse_corruption
+    from noise_sets import NOISES
+
+    for i, noise in enumerate(cs.noises):
+        _lookup(NOISES, noise, f"conditions.noises[{i}]", source)
+    for i, corr in enumerate(cs.corruptions):
+        try:
+            parse_corruption(corr)
+        except CorruptionError as exc:
+            raise _wrap(exc, f"conditions.corruptions[{i}]", source) from None
+
+
+def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) -> Any:
+    """The validated config of model entry ``i`` (its ``params`` against the model's config class)."""
+    from models.mixture import CompositeConfig, is_composite
+    from models.registry import FRONTENDS, FUSIONS, MODELS
+
+    key = f"models[{i}]"
+    cls = _lookup(MODELS, entry.name, f"{key}.name", source)
+    if entry.fusion is not None:
+        _lookup(FUSIONS, entry.fusion, f"{key}.fusion", source)
+    if is_composite(entry.name):
+        if entry.fusion is not None:
+            raise ConfigError(f"{source}: key '{key}.fusion': the composite {entry.name!r} takes no fusion "
+                              f"(its components are other model entries, named in params.audio / params.visual)")
+        cfg = from_dict(CompositeConfig, dict(entry.params), source=source, prefix=f"{key}.params")
+        try:
+            CompositeConfig.from_dict(to_dict(cfg))  # its own rules (probabilities strictly inside (0, 1))
+        except ValueError as exc:
+            raise _wrap(exc, f"{key}.params", source) from None
+        labels = {m.label for m in spec.models if m is not entry}
+        for role in ("audio", "visual"):
+            ref = getattr(cfg, role)
+            if ref not in labels and not Path(ref).exists():
+                from benchmark.configtools import did_you_mean
+
+                raise ConfigError(f"{source}: key '{key}.params.{role}': {ref!r} is not the label of another model "
+                                  f"entry{did_you_mean(ref, labels)} (labels: {', '.join(sorted(labels))})")
+        return cfg
+    from models.vae import VAEConfig, _VAEBase
+
+    config_cls = VAEConfig if isinstance(cls, type) and issubclass(cls, _VAEBase) else getattr(cls, "config_cls", None)
+    if config_cls is None:
+        return dict(entry.params)
+    params = {**getattr(cls, "config_defaults", {}), **dict(entry.params)}  # e.g. av-cvae: visual_prior, L = 32
+    if entry.name == "a-vae" and (entry.fusion or params.get("fusion")):
+        raise ConfigError(f"{source}: key '{key}.fusion': the audio-only a-vae takes no fusion")
+    cfg = from_dict(config_cls, params, source=source, prefix=f"{key}.params")
+    if config_cls is VAEConfig and getattr(cls, "is_audio_visual", False):
+        fusion = entry.fusion or cfg.fusion
+        fkey = f"{key}.fusion" if entry.fusion else f"{key}.params.fusion"
+        _lookup(FUSIONS, fusion, fkey, source)
+        _lookup(FRONTENDS, cfg.frontend, f"{key}.params.frontend", source)
+        fcls = fusion_config_class(fusion)
+        from_dict(fcls, dict(cfg.fusion_params), source=source, prefix=f"{key}.params.fusion_params")
+    return _try_build(entry, key, source)
+
+
+def _try_build(entry: ModelEntry, key: str, source: str) -> Any:
+    """Build the model once on the CPU (the global torch RNG is restored), so that every check of
+    its constructor (e.g. a fusion's own option rules) fails at load time; return its config
+    (with the model's own defaults, e.g. the AV-CVAE's latent dimension)."""
+    import torch
+
+    from models.checkpoint import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model = build_model(entry.name, dict(entry.params), fusion=entry.fusion)
+        except ConfigError as exc:
+            raise _wrap(exc, key, source) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ConfigError(f"{source}: key '{key}' ({entry.label}): the model cannot be built: {msg}") from None
+    return model.config_dict() if hasattr(model, "config_dict") else getattr(model, "config", None)
+
+
+def _algorithm_config(name: str, params: dict[str, Any], key: str, source: str) -> Any:
+    from models.enhancement.registry import ALGORITHMS
+
+    cls = _lookup(ALGORITHMS, name, key, source).config_cls
+    if not dataclasses.is_dataclass(cls):
+        return dict(params)
+    return from_dict(cls, dict(params), source=source, prefix=f"enhance.algorithm_params.{name}")
+
+
+def check_spec(spec: ExperimentSpec, source: str = "<spec>") -> dict[str, Any]:
+    """Resolve every registered name of ``spec`` and validate every nested settings map (see the
+    module docstring); raise :class:`ConfigError` naming ``source`` and the full key path.
+
+    Returns the resolved settings with every default filled in: ``{"algorithms": {name: config},
+    "models": {label: config}}`` (plain data), what ``avbench validate`` prints after the spec."""
+    from benchmark.conditions.corruptions import CORRUPTIONS
+    from benchmark.metrics import METRICS
+
+    _check_corpus(spec.corpus, source)
+    _check_conditions(spec.conditions, source)
+    for i, kind in enumerate(spec.training.augment_kinds or []):
+        _lookup(CORRUPTIONS, kind, f"training.augment_kinds[{i}]", source)
+    models: dict[str, Any] = {}
+    for i, entry in enumerate(spec.models):
+        if entry.training:
+            tr = from_dict(TrainingSpec, {**to_dict(spec.training), **entry.training}, source=source,
+                           prefix=f"models[{i}].training")
+            for j, kind in enumerate(tr.augment_kinds or []):
+                _lookup(CORRUPTIONS, kind, f"models[{i}].training.augment_kinds[{j}]", source)
+        models[entry.label] = to_dict(_model_config(entry, i, spec, source))
+    es = spec.enhance
+    algorithms: dict[str, Any] = {}
+    for field_name in ("algorithms", "baselines"):
+        for i, name in enumerate(getattr(es, field_name)):
+            algorithms[name] = to_dict(_algorithm_config(name, es.algorithm_params.get(name, {}),
+                                                         f"enhance.{field_name}[{i}]", source))
+    for name, params in es.algorithm_params.items():
+        if name not in algorithms:  # settings of an algorithm this run does not use: still checked
+            _algorithm_config(name, params, f"enhance.algorithm_params.{name}", source)
+    for i, name in enumerate(spec.metrics.names):
+        _lookup(METRICS, name, f"metrics.names[{i}]", source)
+    return {"algorithms": algorithms, "models": models}
 
 
 def replace(obj: Any, **changes: Any) -> Any:
@@ -295,5 +480,5 @@ def replace(obj: Any, **changes: Any) -> Any:
 __all__ = [
     "ConfigError", "CorpusSpec", "ConditionsSpec", "ModelEntry", "TrainingSpec", "EnhanceSpec",
     "MetricsSpec", "RunnerSpec", "ReportSpec", "ExperimentSpec", "load_spec", "preset_names",
-    "parse_overrides", "spec_from_dict",
+    "parse_overrides", "spec_from_dict", "check_spec", "fusion_config_class",
 ]

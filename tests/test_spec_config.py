@@ -8,7 +8,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from benchmark.configtools import ConfigError, deep_merge, from_dict, set_dotted, to_dict
+from benchmark.configtools import ConfigError, FieldError, check_fields, deep_merge, from_dict, set_dotted, to_dict
 from benchmark.spec import ExperimentSpec, load_raw, load_spec, parse_overrides, preset_names, spec_from_dict
 
 
@@ -29,6 +29,7 @@ def test_unknown_key_names_file_and_key(tmp_path):
         load_spec(str(p))
     msg = str(ei.value)
     assert str(p) in msg and "unknown key 'corpus.n_train_speakerz'" in msg and "n_train_speakers" in msg
+    assert "did you mean 'n_train_speakers'?" in msg
     p = _write(tmp_path / "top.yaml", {"modelz": []})
     with pytest.raises(ConfigError, match=r"top\.yaml: unknown key 'modelz'"):
         load_spec(str(p))
@@ -75,7 +76,7 @@ def test_choices():
 def test_set_overrides_parse_yaml_values():
     spec = load_spec("smoke", ["training.epochs=3", "enhance.algorithms=[ldem, peem]", "corpus.skip_bad=true",
                                "conditions.snrs_db=[-5, 0.5]", "conditions.n_utterances=null", "report.reference=table.yaml",
-                               "corpus.options={source: /data/grid, test_speakers: [s1, s2]}"])
+                               "corpus.name=grid", "corpus.options={source: /data/grid, test_speakers: [s1, s2]}"])
     assert spec.training.epochs == 3
     assert spec.enhance.algorithms == ["ldem", "peem"]
     assert spec.corpus.skip_bad is True
@@ -173,6 +174,36 @@ def test_from_dict_types_and_paths():
         from_dict(_Outer, {"opt": "high"}, source="t.yaml")
     with pytest.raises(ConfigError, match=r"unknown key 'inner\.j'"):
         from_dict(_Outer, {"inner": {"j": 1}}, source="t.yaml")
+
+
+@dataclass
+class _Checked:
+    """A config class that checks itself (as the algorithm and model configs do)."""
+
+    steps: int = field(default=4, metadata={"range": (1, None)})
+    burn: int = 2
+    mode: str = field(default="a", metadata={"choices": ("a", "b")})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.burn >= self.steps:
+            raise FieldError(type(self).__name__, "burn", f"{self.burn} must be smaller than steps ({self.steps})")
+
+
+def test_check_fields_and_field_errors_under_the_full_key():
+    import numpy as np
+
+    assert _Checked(steps=np.int64(3)).steps == 3
+    with pytest.raises(FieldError, match=r"_Checked\.steps: value 0 out of range \[1, None\]"):
+        _Checked(steps=0)
+    with pytest.raises(FieldError, match=r"_Checked\.steps: expected int, got str"):
+        _Checked(steps="3")
+    with pytest.raises(FieldError, match=r"_Checked\.mode: must be one of \['a', 'b'\]"):
+        _Checked(mode="c")
+    with pytest.raises(ConfigError, match=r"t\.yaml: key 'outer\.inner\.burn': 5 must be smaller than steps \(4\)"):
+        from_dict(_Checked, {"burn": 5}, source="t.yaml", prefix="outer.inner")
+    with pytest.raises(ConfigError, match=r"t\.yaml: unknown key 'x\.stpes'; did you mean 'steps'\?"):
+        from_dict(_Checked, {"stpes": 5}, source="t.yaml", prefix="x")
 
 
 def test_deep_merge_is_recursive_and_pure():
