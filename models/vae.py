@@ -38,6 +38,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from benchmark.configtools import FieldError, check_fields, did_you_mean
 from models.base import SpeechModel
 from models.fusion.base import TEMPORAL_KINDS, Fusion, TemporalContext, count_macs
 from models.registry import FRONTENDS, FUSIONS, MODELS
@@ -51,45 +52,40 @@ POWER_FLOOR = 1e-12
 class VAEConfig:
     """Configuration of both VAEs (the audio-only model ignores the visual fields)."""
 
-    n_freq: int = 513
-    hidden: int = 128
-    latent_dim: int = 16
+    n_freq: int = field(default=513, metadata={"range": (2, None)})
+    hidden: int = field(default=128, metadata={"range": (1, None)})
+    latent_dim: int = field(default=16, metadata={"range": (1, None)})
     input_transform: str = field(default="log", metadata={"choices": ("log", "linear")})
     temporal: str = field(default="none", metadata={"choices": TEMPORAL_KINDS})
-    temporal_kernel: int = 5
+    temporal_kernel: int = field(default=5, metadata={"range": (1, None)})  # odd (checked with temporal: conv)
     # audio-visual only
-    lip_size: int = 64
-    frontend: str = "linear"
-    visual_dim: int = 128
-    frontend_hidden: int = 512
-    frontend_channels: int = 16
+    lip_size: int = field(default=64, metadata={"range": (8, 512)})
+    frontend: str = "linear"  # a name of models.registry.FRONTENDS (checked when the model is built)
+    visual_dim: int = field(default=128, metadata={"range": (1, None)})
+    frontend_hidden: int = field(default=512, metadata={"range": (1, None)})
+    frontend_channels: int = field(default=16, metadata={"range": (1, None)})
     fusion: Optional[str] = "concat"
     fusion_position: str = field(default="both", metadata={"choices": ("both", "encoder", "decoder")})
     fusion_params: dict[str, Any] = field(default_factory=dict)
     visual_prior: bool = False
-    cvae_alpha: float = 0.9
+    cvae_alpha: float = field(default=0.9, metadata={"range": (0.0, 1.0)})
     #: added to |S|^2 in the training targets: digital silence (exact zeros, e.g. in synthetic
     #: speech) would otherwise drive the decoder variance to zero (IS divergence of 0 is -log 0)
-    power_floor: float = 1e-5
+    power_floor: float = field(default=1e-5, metadata={"range": (0.0, None)})
+
+    def __post_init__(self) -> None:
+        """Types, declared ranges and choices of every field (:func:`benchmark.configtools.check_fields`)."""
+        check_fields(self)
+        if self.temporal == "conv" and self.temporal_kernel % 2 != 1:
+            raise FieldError(type(self).__name__, "temporal_kernel", f"must be odd with temporal: conv, got {self.temporal_kernel}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**d)
-        for name, f in known.items():
-            choices = f.metadata.get("choices")
-            if choices and getattr(cfg, name) not in choices:
-                raise ValueError(f"model option {name}={getattr(cfg, name)!r}: must be one of {list(choices)}")
-        if cfg.latent_dim < 1 or cfg.hidden < 1 or cfg.n_freq < 2:
-            raise ValueError(f"model sizes must be positive (latent_dim={cfg.latent_dim}, hidden={cfg.hidden})")
-        if cfg.power_floor < 0:
-            raise ValueError(f"power_floor must be >= 0, got {cfg.power_floor}")
-        if not 0.0 <= cfg.cvae_alpha <= 1.0:
-            raise ValueError(f"cvae_alpha must lie in [0, 1], got {cfg.cvae_alpha}")
-        return cfg
+            raise ValueError(f"unknown model option(s) {unknown}{did_you_mean(unknown[0], known)}; known: {sorted(known)}")
+        return cls(**d)  # __post_init__ checks types, ranges and choices
 
 
 def kl_diag(mu: torch.Tensor, logvar: torch.Tensor, p_mu: torch.Tensor | None = None,
