@@ -15,6 +15,15 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
 * AV models: optional initialisation from a trained A-VAE (``init_from``), and the augmentation of
   :mod:`models.augment` when ``reliability_augmentation`` is on (``augment_p_corrupt``,
   ``augment_p_drop``, ``augment_kinds``; validation always uses clean video).
+* Reliability made learnable (all off by default): audio-side degradation of the *encoder's*
+  input (frame / band masking, white noise; ``audio_mask_*``, ``audio_noise_*``;
+  :func:`models.augment.degrade_audio`; the target stays the clean spectrogram), and an
+  auxiliary loss ``reliability_loss_weight * BCE (or MSE)`` between each fusion's per-frame
+  visual weight and ``1 - level``, the per-frame corruption level of the visual augmentation
+  (:func:`reliability_loss`).
+* Whether the model uses the video at all: after training, the validation negative ELBO with
+  zeroed video minus that with clean video (``video_gain_nats_per_frame`` in the checkpoint's
+  metadata, same reparameterisation noise for both).
 * Determinism: weights are initialised under ``torch.manual_seed(derive_seed(seed, label))`` and
   every random draw (batch order, reparameterisation noise, augmentation) comes from generators
   seeded by the seed, the model label and the epoch: the same settings give the same checkpoint
@@ -22,6 +31,7 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import logging
@@ -29,7 +39,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -39,16 +49,24 @@ from benchmark.configtools import from_dict, to_dict
 from benchmark.seeding import derive_seed, stable_hash
 from benchmark.spec import ModelEntry, TrainingSpec
 from benchmark.threads import torch_threads
-from models.augment import AugmentConfig, VisualAugmenter
+from models.augment import AudioMaskConfig, AugmentConfig, VisualAugmenter, degrade_audio
 from models.base import SpeechModel
 from models.checkpoint import CHECKPOINT_FILE, build_model, load, save
 from models.features import ClipItem, chunk_bounds, load_split, pad_batch
-from models.spectral import STFTConfig, lips_to_stft_rate
+from models.spectral import STFTConfig, lips_to_stft_rate, per_frame_to_stft_rate
 
 log = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ["epoch", "beta", "train_loss", "train_is_per_bin", "train_kl", "val_loss", "val_is_per_bin",
-                 "val_kl", "seconds"]
+CURVE_COLUMNS = ["epoch", "beta", "train_loss", "train_is_per_bin", "train_kl", "train_reliability_loss", "val_loss",
+                 "val_is_per_bin", "val_kl", "seconds"]
+
+#: a visual "augmenter" that blanks the whole video (level 1 everywhere): the zeroed-video check
+VideoTransform = Callable[[np.ndarray, str, int], "tuple[np.ndarray, np.ndarray]"]
+
+
+def zero_video(frames: np.ndarray, utt_id: str, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """All frames zero, level 1 (the same input as whole-video dropout)."""
+    return np.zeros_like(frames), np.ones(len(frames), np.float32)
 
 
 @dataclass
@@ -103,10 +121,11 @@ def input_stats(items: list[ClipItem]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Batcher:
-    """Builds padded batches of sequence chunks, with per-epoch (augmented) lips."""
+    """Builds padded batches ``(power, lips, mask, level)`` of sequence chunks, with per-epoch
+    (augmented) lips and their per-frame corruption level ``[B, T]`` at the STFT rate (0 = clean)."""
 
     def __init__(self, items: list[ClipItem], seq_len: int, batch_size: int, audio_visual: bool,
-                 augmenter: Optional[VisualAugmenter], stft_cfg: STFTConfig) -> None:
+                 augmenter: Optional[VisualAugmenter | VideoTransform], stft_cfg: STFTConfig) -> None:
         self.items = items
         self.chunks = [(i, s, e) for i, it in enumerate(items) for s, e in chunk_bounds(it.n_frames, seq_len)]
         self.batch_size = batch_size
@@ -120,40 +139,118 @@ class _Batcher:
     def batches(self, epoch: int, generator: Optional[torch.Generator]):
         order = torch.randperm(len(self.chunks), generator=generator).tolist() if generator is not None \
             else list(range(len(self.chunks)))
-        lips_cache: dict[int, np.ndarray] = {}
+        lips_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for b in range(0, len(order), self.batch_size):
             sel = [self.chunks[k] for k in order[b:b + self.batch_size]]
             powers = [self.items[i].power[s:e] for i, s, e in sel]
             lips = None
+            level = torch.zeros(len(sel), max(e - s for _, s, e in sel))
             if self.audio_visual:
                 lips = []
-                for i, s, e in sel:
+                for j, (i, s, e) in enumerate(sel):
                     if i not in lips_cache:
                         it = self.items[i]
-                        frames = it.lips_video
+                        frames, lev = it.lips_video, np.zeros(len(it.lips_video), np.float32)
                         if self.augmenter is not None:
-                            frames, _ = self.augmenter(frames, it.utt_id, epoch)
-                        lips_cache[i] = lips_to_stft_rate(frames, it.n_frames, it.fps, self.stft_cfg)
-                    lips.append(torch.from_numpy(np.ascontiguousarray(lips_cache[i][s:e])).float().div_(255.0))
-            yield pad_batch(powers, lips)
+                            frames, lev = self.augmenter(frames, it.utt_id, epoch)
+                        lips_cache[i] = (lips_to_stft_rate(frames, it.n_frames, it.fps, self.stft_cfg),
+                                         per_frame_to_stft_rate(lev, it.n_frames, it.fps, self.stft_cfg))
+                    lips.append(torch.from_numpy(np.ascontiguousarray(lips_cache[i][0][s:e])).float().div_(255.0))
+                    level[j, :e - s] = torch.from_numpy(np.asarray(lips_cache[i][1][s:e], np.float32))
+            power, lips_t, mask = pad_batch(powers, lips)
+            yield power, lips_t, mask, level
+
+
+@contextlib.contextmanager
+def fusion_weights_with_grad(model: SpeechModel) -> Iterator[dict[str, torch.Tensor]]:
+    """Inside the block, the per-frame fusion weights ``[B, T, 2]`` (column 1 = visual) of the
+    model's encode/decode calls, keyed "encoder"/"decoder", *with their graph*.
+
+    The one place training reaches into the fusions: :meth:`~models.base.SpeechModel.last_weights`
+    keeps detached copies (no gradient for a loss), so this reads ``FusionOutput.weights`` through
+    forward hooks on the model's ``fusion_enc`` / ``fusion_dec`` modules. Empty for models without
+    fusion weights (A-VAE, concat)."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for key, attr in (("encoder", "fusion_enc"), ("decoder", "fusion_dec")):
+        module = getattr(model, attr, None)
+        if isinstance(module, torch.nn.Module):
+            def hook(_m, _inp, out, key=key):
+                if getattr(out, "weights", None) is not None:
+                    captured[key] = out.weights
+            handles.append(module.register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def reliability_loss(weights: dict[str, torch.Tensor], level: torch.Tensor, mask: torch.Tensor,
+                     kind: str = "bce") -> torch.Tensor:
+    """Mean over the fusions of the per-real-frame BCE (or squared error) between the visual
+    weight ``w[..., 1]`` ``[B, T]`` and the target ``1 - level`` (``level`` ``[B, T]`` in [0, 1], the
+    visual corruption level; 1 = video gone). Our auxiliary loss, not a published one."""
+    if not weights:
+        raise ValueError("reliability_loss needs per-frame fusion weights (the model has none)")
+    target = (1.0 - level).clamp(0.0, 1.0)
+    m = mask.to(target.dtype)
+    n = m.sum().clamp_min(1.0)
+    parts = []
+    for w in weights.values():
+        v = w[..., 1]
+        if kind == "bce":
+            # log(v + eps) rather than a clamp: a weight at exactly 0 (a closed piecewise-linear
+            # gate) must still receive a gradient
+            per = -(target * torch.log(v + 1e-6) + (1 - target) * torch.log(1 - v + 1e-6))
+        elif kind == "mse":
+            per = (v - target).pow(2)
+        else:
+            raise ValueError(f"unknown reliability loss {kind!r} (bce, mse)")
+        parts.append((per * m).sum() / n)
+    return torch.stack(parts).mean()
+
+
+@dataclass
+class EpochOptions:
+    """Training-only options of one epoch: audio degradation of the encoder input (``audio``,
+    its masking ``fill [F]`` and generator) and the reliability loss (weight 0 = off)."""
+
+    audio: Optional[AudioMaskConfig] = None
+    audio_fill: Optional[torch.Tensor] = None
+    audio_gen: Optional[torch.Generator] = None
+    reliability_weight: float = 0.0
+    reliability_kind: str = "bce"
 
 
 def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.device, beta: float,
                optimizer: Optional[torch.optim.Optimizer], order_gen: Optional[torch.Generator],
-               noise_gen: torch.Generator) -> dict[str, float]:
+               noise_gen: torch.Generator, options: Optional[EpochOptions] = None) -> dict[str, float]:
     train = optimizer is not None
     model.train(train)
+    opt = options if (train and options is not None) else EpochOptions()
     tot = {"loss": 0.0, "is_per_bin": 0.0, "kl": 0.0}
+    if opt.reliability_weight > 0:
+        tot["reliability"] = 0.0
     n_frames = 0.0
     with torch.set_grad_enabled(train):
-        for power, lips, mask in batcher.batches(epoch, order_gen):
-            power, mask = power.to(device), mask.to(device)
+        for power, lips, mask, level in batcher.batches(epoch, order_gen):
+            power, mask, level = power.to(device), mask.to(device), level.to(device)
             lips = lips.to(device) if lips is not None else None
+            enc_power = None
+            if opt.audio is not None and opt.audio.active:
+                enc_power = degrade_audio(power, mask, opt.audio, opt.audio_gen, fill=opt.audio_fill).power
             vfeat = model.visual_features(lips, mask) if model.is_audio_visual else None
-            out = model.training_loss(power, vfeat, mask, beta=beta, generator=noise_gen)
+            with fusion_weights_with_grad(model) as weights:
+                out = model.training_loss(power, vfeat, mask, beta=beta, generator=noise_gen, encoder_power=enc_power,
+                                          level=level)  # level: only an oracle fusion reads it
+            objective = out["loss"]  # the negative ELBO (reported), plus the auxiliary loss when on
+            if opt.reliability_weight > 0:
+                out["reliability"] = reliability_loss(weights, level, mask, opt.reliability_kind)
+                objective = objective + opt.reliability_weight * out["reliability"]
             if train:
                 optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                objective.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
                 optimizer.step()
             w = float(mask.sum())
@@ -216,6 +313,11 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
     aug_cfg = augment or AugmentConfig(p_corrupt=tr.augment_p_corrupt, p_drop=tr.augment_p_drop,
                                        kinds=tr.augment_kinds, seed=tr.seed)
     augmenter = VisualAugmenter(aug_cfg) if (model.is_audio_visual and tr.reliability_augmentation) else None
+    audio_cfg = audio_mask_config(tr)
+    if tr.reliability_loss_weight > 0 and (augmenter is None or not _has_fusion_weights(model)):
+        raise ValueError(f"model {label!r}: training.reliability_loss_weight > 0 needs an audio-visual model whose "
+                         "fusion reports per-frame weights and reliability_augmentation on (the "
+                         "corruption level is its target)")
     stft_cfg = STFTConfig()
     train_b = _Batcher(data.train, tr.seq_len, tr.batch_size, model.is_audio_visual, augmenter, stft_cfg)
     val_b = _Batcher(data.val, tr.seq_len, tr.batch_size, model.is_audio_visual, None, stft_cfg)
@@ -232,11 +334,14 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         beta = min(1.0, (epoch + 1) / tr.kl_warmup_epochs) if tr.kl_warmup_epochs > 0 else 1.0
         order_gen = torch.Generator().manual_seed(derive_seed(tr.seed, label, "order", epoch))
         noise_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, label, "noise", epoch))
-        trm = _run_epoch(model, train_b, epoch, device, beta, optimizer, order_gen, noise_gen)
+        epoch_opts = EpochOptions(audio_cfg if audio_cfg.active else None, mean.exp().to(device),
+                                  torch.Generator().manual_seed(derive_seed(tr.seed, label, "audio-mask", epoch)),
+                                  tr.reliability_loss_weight, tr.reliability_loss)
+        trm = _run_epoch(model, train_b, epoch, device, beta, optimizer, order_gen, noise_gen, epoch_opts)
         val_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, "val-noise"))
         vam = _run_epoch(model, val_b, 0, device, 1.0, None, None, val_gen)
         row = {"epoch": epoch + 1, "beta": beta, "train_loss": trm["loss"], "train_is_per_bin": trm["is_per_bin"],
-               "train_kl": trm["kl"], "val_loss": vam["loss"], "val_is_per_bin": vam["is_per_bin"],
+               "train_kl": trm["kl"], "train_reliability_loss": trm.get("reliability", 0.0), "val_loss": vam["loss"], "val_is_per_bin": vam["is_per_bin"],
                "val_kl": vam["kl"], "seconds": time.time() - te}
         curves.append(row)
         bar.set_postfix(train=f"{trm['loss']:.1f}", val=f"{vam['loss']:.1f}", val_is=f"{vam['is_per_bin']:.3f}")
@@ -264,6 +369,7 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
                 "val_kl": curves[-1]["val_kl"], "epoch": len(curves)}
         best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
+    gain = video_gain(model, val_b, device, derive_seed(tr.seed, "val-noise")) if model.is_audio_visual else {}
     model.cpu()
 
     cost = model.cost_summary() if hasattr(model, "cost_summary") else {}
@@ -277,12 +383,62 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         "train_frames": sum(it.n_frames for it in data.train), "val_frames": sum(it.n_frames for it in data.val),
         "train_seconds": time.time() - t0, "params": cost.get("params"), "macs_per_frame": cost.get("macs"),
         "device": str(device), "train_key": training_key(entry, tr, corpus_root, init_from),
+        "audio_masking": asdict(audio_cfg) if audio_cfg.active else None,
+        "reliability_supervision": ({"weight": tr.reliability_loss_weight, "loss": tr.reliability_loss}
+                                    if tr.reliability_loss_weight > 0 else None),
+        **gain,
     }
     ckpt = save(model, out_dir, meta=meta)
     write_curves(curves, out_dir, title=label)
     log.info("%s: %d epochs (%s), best epoch %d, val loss %.2f, val IS/bin %.4f, %.1f s", label, len(curves),
              stop_reason, best["epoch"], best["val_loss"], best["val_is_per_bin"], meta["train_seconds"])
+    if gain:
+        log.info("%s: validation -ELBO with zeroed video minus clean video: %+.3f nats/frame (IS/bin %+.4f)", label,
+                 gain["video_gain_nats_per_frame"], gain["video_gain_is_per_bin"])
     return ckpt
+
+
+def audio_mask_config(tr: TrainingSpec) -> AudioMaskConfig:
+    """The :class:`~models.augment.AudioMaskConfig` of the training options ``audio_mask_*`` / ``audio_noise_*``."""
+    if len(tr.audio_noise_snr_db) != 2 or tr.audio_noise_snr_db[0] > tr.audio_noise_snr_db[1]:
+        raise ValueError(f"training.audio_noise_snr_db must be [low, high], got {tr.audio_noise_snr_db}")
+    return AudioMaskConfig(p_frames=tr.audio_mask_p_frames, n_frame_masks=tr.audio_mask_n_frames,
+                           max_frames=tr.audio_mask_max_frames, p_bands=tr.audio_mask_p_bands,
+                           n_band_masks=tr.audio_mask_n_bands, max_bins=tr.audio_mask_max_bins,
+                           p_noise=tr.audio_noise_p, snr_db=(float(tr.audio_noise_snr_db[0]),
+                                                             float(tr.audio_noise_snr_db[1])))
+
+
+def _has_fusion_weights(model: SpeechModel) -> bool:
+    """Whether a forward pass reports per-frame fusion weights (a four-frame probe)."""
+    if not model.is_audio_visual:
+        return False
+    c = model.config
+    dev = next(model.parameters()).device
+    mask = torch.ones(1, 4, dtype=torch.bool, device=dev)
+    was = model.training
+    model.eval()
+    with torch.no_grad(), fusion_weights_with_grad(model) as w:
+        v = model.visual_features(torch.zeros(1, 4, c.lip_size, c.lip_size, device=dev), mask)
+        mu, _ = model.encode(torch.ones(1, 4, c.n_freq, device=dev), v, mask)
+        model.decode(mu, v, mask)
+    model.train(was)
+    return bool(w)
+
+
+def video_gain(model: SpeechModel, val_batcher: "_Batcher", device: torch.device, seed: int) -> dict[str, float]:
+    """Whether the model uses the video at all: validation negative ELBO (nats per frame) and IS
+    per bin with zeroed video minus clean video, with the same reparameterisation noise
+    (``seed``) for both. Positive = the video helps; ~0 = the model ignores it."""
+    zero_b = copy.copy(val_batcher)
+    zero_b.augmenter = zero_video
+    res = {}
+    for name, b in (("clean", val_batcher), ("zeros", zero_b)):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        res[name] = _run_epoch(model, b, 0, device, 1.0, None, None, gen)
+    return {"val_loss_zero_video": res["zeros"]["loss"], "val_is_per_bin_zero_video": res["zeros"]["is_per_bin"],
+            "video_gain_nats_per_frame": res["zeros"]["loss"] - res["clean"]["loss"],
+            "video_gain_is_per_bin": res["zeros"]["is_per_bin"] - res["clean"]["is_per_bin"]}
 
 
 def training_key(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, init_from: Optional[Path]) -> str:

@@ -6,8 +6,10 @@ already trained with the same settings, corpus and initialisation (here or by ``
 unless ``--force``. AV models are initialised from the A-VAE when
 ``training.init_from_avae`` is on (the A-VAE is trained first if needed). The summary prints each
 model's validation reconstruction loss (Itakura-Saito divergence per TF bin, clean video) and the
-negative ELBO, and compares the AV models with the A-VAE; it is also written to
-``<out>/models/training_summary.csv``.
+negative ELBO, and compares the AV models with the A-VAE; for each AV model it prints whether
+the model uses the video at all (``video gain``: validation negative ELBO with zeroed video minus
+clean video, nats per frame, from the checkpoint's ``video_gain_nats_per_frame``). The summary is
+also written to ``<out>/models/training_summary.csv``.
 
 Examples::
 
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"model": e.label, "params": meta.get("params"), "epochs": meta.get("epochs_run"),
                      "best_epoch": meta.get("best_epoch"), "val_is_per_bin": meta.get("best_val_is_per_bin"),
                      "val_kl": meta.get("best_val_kl"), "val_neg_elbo": meta.get("best_val_loss"),
+                     "video_gain_nats_per_frame": meta.get("video_gain_nats_per_frame"),
                      "minutes": (meta.get("train_seconds") or 0) / 60, "stop": meta.get("stop_reason"),
                      "checkpoint": str(done[e.label])})
     summary = out / "models" / "training_summary.csv"
@@ -117,10 +120,16 @@ def run(args: argparse.Namespace) -> int:
         w.writeheader()
         w.writerows(rows)
     print(f"training summary (validation on clean held-out speakers; corpus {root}):")
-    print(f"  {'model':<34} {'params':>9} {'epochs':>6} {'val IS/bin':>10} {'val KL':>8} {'val -ELBO':>10} {'min':>5}")
+    print(f"  {'model':<34} {'params':>9} {'epochs':>6} {'val IS/bin':>10} {'val KL':>8} {'val -ELBO':>10} "
+          f"{'video gain':>10} {'min':>5}")
     for r in rows:
+        gain = r["video_gain_nats_per_frame"]
+        gain_s = f"{gain:>+10.2f}" if gain is not None else f"{'-':>10}"
         print(f"  {r['model']:<34} {r['params'] or 0:>9} {r['epochs']:>6} {r['val_is_per_bin']:>10.4f} "
-              f"{r['val_kl']:>8.2f} {r['val_neg_elbo']:>10.1f} {r['minutes']:>5.1f}")
+              f"{r['val_kl']:>8.2f} {r['val_neg_elbo']:>10.1f} {gain_s} {r['minutes']:>5.1f}")
+    if any(r["video_gain_nats_per_frame"] is not None for r in rows):
+        print("  (video gain: validation -ELBO with zeroed video minus clean video, nats/frame; ~0 = the video is "
+              "not used)")
     base = next((r for r in rows if r["model"] == avae_entry.label), None)
     if base is not None:
         for r in rows:
