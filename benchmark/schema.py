@@ -1,4 +1,4 @@
-"""Column names and file layout shared by the stages (the contracts of DESIGN.md).
+"""Column names and file layout shared by the stages.
 
 Run folder layout (``runs/<name>/``)::
 

@@ -10,7 +10,7 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
   the same objective.)
 * Adam with ``lr`` (published 1e-4; see the smoke preset for what converges in minutes on CPU),
   ``patience`` epochs of early stopping on the validation negative ELBO, the best weights kept
-  (a *copy*, not a reference: trap T12 of the reference code), optional linear KL warm-up over
+  (a *copy*, not a reference: trap T12 of the published code, ``docs/references.md``), optional linear KL warm-up over
   ``kl_warmup_epochs`` (off by default, as published), an optional wall-clock budget.
 * AV models: optional initialisation from a trained A-VAE (``init_from``), and the augmentation of
   :mod:`models.augment` when ``reliability_augmentation`` is on (``augment_p_corrupt``,

@@ -96,6 +96,11 @@ def kl_diag(mu: torch.Tensor, logvar: torch.Tensor, p_mu: torch.Tensor | None = 
     return 0.5 * (p_logvar - logvar + (logvar.exp() + (mu - p_mu).pow(2)) / p_logvar.exp() - 1.0).sum(-1)
 
 
+def _level_kw(level: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{"level": level}`` for a fusion call, or nothing when there is no level."""
+    return {} if level is None else {"level": level}
+
+
 def is_divergence(power: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Itakura-Saito divergence d_IS(P || e^logvar) per TF bin (the complex-Gaussian NLL up to a
     constant in the model); ``P`` is floored at 1e-12 for the ``log P`` constant only."""
@@ -170,17 +175,20 @@ class _VAEBase(SpeechModel):
 
     def training_loss(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
                       beta: float = 1.0, generator: torch.Generator | None = None,
-                      encoder_power: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+                      encoder_power: Optional[torch.Tensor] = None,
+                      level: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Negative ELBO per real frame (``loss``, targets ``|S|^2 + power_floor``), with its parts: ``is_per_bin`` (mean IS
         divergence per real TF bin, the reconstruction figure reported) and ``kl`` (per frame).
         AV-CVAE models (visual prior) use the CVAE loss of the module docstring. ``encoder_power``:
         a degraded copy of ``power`` for the encoder only (audio-side augmentation, see
-        :func:`models.augment.degrade_audio`); the target stays ``power``."""
-        mu, logvar = self.encode(power if encoder_power is None else encoder_power, vfeat, mask)
+        :func:`models.augment.degrade_audio`); the target stays ``power``. ``level [B, T]``: the
+        true visual corruption level, given to the model only when it uses it (:attr:`uses_level`)."""
+        lk = {"level": level} if (level is not None and self.uses_level) else {}
+        mu, logvar = self.encode(power if encoder_power is None else encoder_power, vfeat, mask, **lk)
         power = power + self.config.power_floor
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps
-        rec = is_divergence(power, self.decode(z, vfeat, mask)).sum(-1)  # [B, T]
+        rec = is_divergence(power, self.decode(z, vfeat, mask, **lk)).sum(-1)  # [B, T]
         p_mu, p_lv = self.prior(vfeat, mask)
         kl = kl_diag(mu, logvar, p_mu, p_lv) if self.uses_visual_prior else kl_diag(mu, logvar)
         m = mask.to(power.dtype)
@@ -190,13 +198,18 @@ class _VAEBase(SpeechModel):
         if self.uses_visual_prior and self.config.cvae_alpha < 1.0:
             eps2 = torch.randn(p_mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             zp = p_mu + torch.exp(0.5 * p_lv) * eps2
-            rec_p = (is_divergence(power, self.decode(zp, vfeat, mask)).sum(-1) * m).sum() / n
+            rec_p = (is_divergence(power, self.decode(zp, vfeat, mask, **lk)).sum(-1) * m).sum() / n
             a = self.config.cvae_alpha
             loss = a * loss + (1 - a) * rec_p
         return {"loss": loss, "is_per_bin": rec_m / self.config.n_freq, "kl": kl_m}
 
     @property
     def uses_visual_prior(self) -> bool:
+        return False
+
+    @property
+    def uses_level(self) -> bool:
+        """Whether ``encode``/``decode`` read the true corruption level (only oracle fusions do)."""
         return False
 
     def cost_summary(self, n_frames: int = 16) -> dict[str, int]:
@@ -258,6 +271,12 @@ class AVVAE(_VAEBase):
     def uses_visual_prior(self) -> bool:
         return self.config.visual_prior
 
+    @property
+    def uses_level(self) -> bool:
+        """Whether a fusion reads the true per-frame corruption ``level`` (the oracle control):
+        then ``encode``/``decode`` take ``level [B, T]`` and the enhancement passes it."""
+        return any(getattr(f, "uses_level", False) for f in (self.fusion_enc, self.fusion_dec) if f is not None)
+
     def _require(self, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         if vfeat is None:
             raise ValueError("av-vae needs visual features: call model.visual_features(lips, mask) first")
@@ -274,16 +293,16 @@ class AVVAE(_VAEBase):
 
         return self.frontend(resize_lips_float(lips, self.config.lip_size), mask)
 
-    def encode(self, power, vfeat, mask):
+    def encode(self, power, vfeat, mask, level=None):
         a = self.audio_projection(power, mask)
         if self.fusion_enc is None:
             self._last_weights.pop("encoder", None)
             return self.heads(torch.tanh(a))
-        out = self.fusion_enc(a, self._require(vfeat, mask), mask)
+        out = self.fusion_enc(a, self._require(vfeat, mask), mask, **_level_kw(level))
         self._store("encoder", out.weights)
         return self.heads(out.fused)
 
-    def decode(self, z, vfeat, mask):
+    def decode(self, z, vfeat, mask, level=None):
         b = self.lin_z(z)
         if self.fusion_dec is None:
             self._last_weights.pop("decoder", None)
@@ -293,11 +312,11 @@ class AVVAE(_VAEBase):
         B, T, H = b.shape[-3:]
         if lead:  # extra sample dims: [N, B, T, .] against the shared vfeat (fusion.forward_samples)
             n = math.prod(lead)
-            out = self.fusion_dec.forward_samples(b.reshape(n, B, T, H), vfeat, mask)
+            out = self.fusion_dec.forward_samples(b.reshape(n, B, T, H), vfeat, mask, **_level_kw(level))
             fused = out.fused.reshape(*lead, B, T, -1)
             w = None if out.weights is None else out.weights.mean(0)
         else:
-            out = self.fusion_dec(b, vfeat, mask)
+            out = self.fusion_dec(b, vfeat, mask, **_level_kw(level))
             fused, w = out.fused, out.weights
         self._store("decoder", w)
         return self.dec_out(fused)

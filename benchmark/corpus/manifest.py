@@ -31,7 +31,7 @@ COLUMNS = [
 
 @dataclass
 class Utterance:
-    """One clean audio-visual utterance (the contract of DESIGN.md)."""
+    """One clean audio-visual utterance (a row of the manifest contract of the module docstring)."""
 
     utt_id: str
     speaker: str

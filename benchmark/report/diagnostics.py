@@ -8,10 +8,17 @@ they have no weights, never because of their name. The decoder-side weights are 
 configurable.
 
 Numbers per system:
-* ``auc``: ROC AUC (sklearn) of the visual weight separating clean (positive) from corrupted
-  frames, per utterance item with both kinds of frames, averaged (with a bootstrap CI over
-  utterances); 1 = the weight is always higher on clean frames, 0.5 = blind to corruption.
-  ``auc_pooled`` pools all frames of all such items.
+* ``auc``: ROC AUC (sklearn, :func:`roc_auc`: the one AUC of the suite, also behind the per-row
+  ``visual_weight_auc`` of the results table) of the visual weight separating clean (positive)
+  from corrupted frames, per utterance item with both kinds of frames, averaged (with a
+  bootstrap CI over utterances); 1 = the weight is always higher on clean frames, 0.5 = blind
+  to corruption (a constant weight reads exactly 0.5: all ties). ``auc_pooled`` pools all
+  frames of all such items.
+* ``weights``: which trace gave the weights (``decoder``, ``encoder``, ...) or ``no weights``
+  (e.g. the audio-only A-VAE: its AUC is NaN *because* it has no weights, not 0.5).
+* ``control``: non-empty for the diagnostics' controls, read from the fusion class's ``control``
+  attribute: ``oracle-reliability`` (weight = 1 - true corruption level, must read ~1) is a
+  positive control, a constant-weight fusion a negative one (0.5). Never competitors.
 * ``corr_snr``: Spearman correlation of an item's mean visual weight with its SNR (items with
   clean video only), and its p-value. Negative = more trust in the lips as the audio gets worse.
 * ``si_sdr_drop``: mean SI-SDR improvement with clean video minus that with fully corrupted
@@ -49,16 +56,47 @@ def roc_auc(weight: np.ndarray, corrupted: np.ndarray) -> float:
     return float(roc_auc_score(~c, w))
 
 
-def visual_weight(traces: dict, side: str = "decoder") -> Optional[np.ndarray]:
-    """The visual-weight trace ``[T]`` (column 1) of a traces mapping, or ``None`` if it has none."""
+def weight_key(traces: dict, side: str = "decoder") -> Optional[str]:
+    """The traces key the visual weight is read from (``side``'s preference order of
+    :data:`WEIGHT_KEYS`), or ``None`` when the traces hold no usable weights."""
     for key in WEIGHT_KEYS.get(side, WEIGHT_KEYS["decoder"]):
         if key in traces:
-            w = np.asarray(traces[key], dtype=np.float64)
-            if w.ndim == 2 and w.shape[1] >= 2:
-                return w[:, 1]
-            if w.ndim == 1:
-                return w
+            w = np.asarray(traces[key])
+            if (w.ndim == 2 and w.shape[1] >= 2) or w.ndim == 1:
+                return key
     return None
+
+
+def visual_weight(traces: dict, side: str = "decoder") -> Optional[np.ndarray]:
+    """The visual-weight trace ``[T]`` (column 1) of a traces mapping, or ``None`` if it has none."""
+    key = weight_key(traces, side)
+    if key is None:
+        return None
+    w = np.asarray(traces[key], dtype=np.float64)
+    return w[:, 1] if w.ndim == 2 else w
+
+
+def weight_summary(weight: np.ndarray, level: Optional[np.ndarray]) -> dict[str, float]:
+    """The per-item columns of :data:`benchmark.schema.WEIGHT_COLUMNS` from a visual-weight trace
+    ``[T]`` and the corruption level per frame ``[T]`` (``> 0`` = corrupted; None: unknown):
+    mean weight overall / on clean / on corrupted frames and :func:`roc_auc`. The runner's
+    per-row summaries and :func:`item_weights` both use it. Traces of different lengths are cut
+    to the shorter one."""
+    w = np.asarray(weight, dtype=np.float64).reshape(-1)
+    out = {"visual_weight_mean": float(np.nanmean(w)) if w.size else float("nan"),
+           "visual_weight_mean_clean_frames": float("nan"), "visual_weight_mean_corrupted_frames": float("nan"),
+           "visual_weight_auc": float("nan")}
+    if level is None:
+        return out
+    lev = np.asarray(level, dtype=np.float64).reshape(-1)
+    n = min(w.size, lev.size)
+    w, bad = w[:n], lev[:n] > 0
+    if (~bad).any():
+        out["visual_weight_mean_clean_frames"] = float(np.nanmean(w[~bad]))
+    if bad.any():
+        out["visual_weight_mean_corrupted_frames"] = float(np.nanmean(w[bad]))
+    out["visual_weight_auc"] = roc_auc(w, bad)
+    return out
 
 
 def load_traces(path: Optional[str | "np.os.PathLike"]) -> dict:
@@ -79,7 +117,8 @@ def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progre
     """One row per STFT frame of every result row whose traces have visual weights.
 
     Columns: system, item_id, utt_id, condition_id, noise, snr_db, corruption, severity,
-    frame, time_s, visual_weight, corruption_level, corrupted.
+    frame, time_s, visual_weight, corruption_level, corrupted, weight_source (the traces key
+    without ``weights_``).
     """
     parts = []
     if "traces_path" not in results:
@@ -93,6 +132,7 @@ def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progre
         w = visual_weight(tr, side)
         if w is None:
             continue
+        source = str(weight_key(tr, side)).removeprefix("weights_")
         T = len(w)
         level = np.asarray(tr.get("corruption_stft", np.zeros(T)), dtype=np.float64).reshape(-1)
         if len(level) != T:
@@ -102,7 +142,7 @@ def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progre
             w, level, T = w[:n], level[:n], n
         fr = float(np.asarray(tr.get("frame_rate", 62.5)))
         df = pd.DataFrame({"frame": np.arange(T), "time_s": np.arange(T) / fr, "visual_weight": w,
-                           "corruption_level": level, "corrupted": level > 0})
+                           "corruption_level": level, "corrupted": level > 0, "weight_source": source})
         for k in keep:
             df[k] = rd[k]
         parts.append(df)
@@ -118,12 +158,24 @@ def item_weights(frames: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in frames]
     rows = []
     for key, g in frames.groupby(keys, dropna=False, sort=True):
-        w, c = g["visual_weight"].to_numpy(), g["corrupted"].to_numpy()
-        rows.append({**dict(zip(keys, key)), "visual_weight_mean": float(np.nanmean(w)),
-                     "visual_weight_mean_clean_frames": float(np.nanmean(w[~c])) if (~c).any() else np.nan,
-                     "visual_weight_mean_corrupted_frames": float(np.nanmean(w[c])) if c.any() else np.nan,
-                     "visual_weight_auc": roc_auc(w, c), "corrupted_fraction": float(c.mean())})
+        c = g["corrupted"].to_numpy()
+        rows.append({**dict(zip(keys, key)), **weight_summary(g["visual_weight"].to_numpy(), c.astype(np.float64)),
+                     "corrupted_fraction": float(c.mean())})
     return pd.DataFrame(rows)
+
+
+def control_of(fusion: object) -> str:
+    """The ``control`` class attribute of the fusion registered as ``fusion`` ("positive control
+    (oracle)", "negative control ...") or "" (a competitor, no fusion, or an unknown name)."""
+    name = "" if fusion is None or (isinstance(fusion, float) and np.isnan(fusion)) else str(fusion).strip()
+    if not name:
+        return ""
+    try:
+        from models.registry import FUSIONS
+
+        return str(getattr(FUSIONS.get(name), "control", "") or "")
+    except Exception:  # noqa: BLE001 - an unknown fusion (or no models package): not a control
+        return ""
 
 
 def _item_weights_from_results(results: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +267,19 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
         row = rows.setdefault(r.system, {"system": r.system})
         row.update({"si_sdr_drop" if drop_metric == "delta_si_sdr" else f"{drop_metric}_drop": r.drop,
                     "drop_ci_low": r.drop_ci_low, "drop_ci_high": r.drop_ci_high, "drop_n_pairs": r.n_pairs})
+    sources = frames.groupby("system")["weight_source"].agg(lambda s: ", ".join(sorted(set(s)))) \
+        if frames is not None and not frames.empty and "weight_source" in frames else pd.Series(dtype=str)
+    with_model = results
+    if "model_id" in results:
+        with_model = results[results["model_id"].fillna("").astype(str).str.strip() != ""]
+    fusion_of = with_model.groupby("system")["fusion"].first() if {"system", "fusion"} <= set(with_model.columns) \
+        else pd.Series(dtype=object)
+    for s in (with_model["system"].dropna().unique() if "system" in with_model else []):
+        rows.setdefault(s, {"system": s})
+    for s, row in rows.items():
+        has = (not items.empty) and (s in set(items["system"]))
+        row["weights"] = (sources.get(s) or "yes") if has else "no weights"
+        row["control"] = control_of(fusion_of.get(s))
     out = pd.DataFrame(list(rows.values()))
     if systems is not None and not out.empty:
         order = {s: i for i, s in enumerate(systems)}

@@ -233,41 +233,22 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
 
 
 def weight_summaries(traces_path: Optional[Path]) -> dict[str, float]:
-    """Reliability-weight summaries of one enhanced item, from its traces ``.npz``.
-
-    The visual weight is column 1 of ``weights_decoder`` when present (the decoder-side fusion
-    shapes the speech prior the EM actually uses; with fusion in the encoder only, or for models
-    that report only encoder weights, ``weights_encoder`` is used). ``corruption_stft > 0`` marks
-    corrupted frames. ``visual_weight_auc`` is the ROC AUC of the visual weight as a score for
-    *clean* frames against corrupted ones: 1 = the weight always drops on corrupted frames, 0.5 =
-    blind to corruption. NaN when there are no weights or only one kind of frame.
+    """Reliability-weight summaries (:data:`~benchmark.schema.WEIGHT_COLUMNS`) of one enhanced
+    item, from its traces ``.npz``: the visual-weight trace chosen by
+    :func:`benchmark.report.diagnostics.visual_weight` (decoder side first: the decoder-side
+    fusion shapes the speech prior the EM actually uses) summarised by
+    :func:`benchmark.report.diagnostics.weight_summary` against ``corruption_stft`` (``> 0`` =
+    corrupted frame), so the per-row ``visual_weight_auc`` is the report's AUC (1 = the weight
+    always drops on corrupted frames, 0.5 = blind to corruption). All NaN without weights; the
+    AUC is NaN with only one kind of frame.
     """
-    out = {c: float("nan") for c in WEIGHT_COLUMNS}
-    if traces_path is None or not Path(traces_path).exists():
-        return out
-    with np.load(traces_path) as z:
-        key = "weights_decoder" if "weights_decoder" in z.files else ("weights_encoder" if "weights_encoder" in z.files else None)
-        if key is None:
-            return out
-        w = np.asarray(z[key], dtype=np.float64)
-        corr = np.asarray(z["corruption_stft"], dtype=np.float64) if "corruption_stft" in z.files else None
-    if w.ndim != 2 or w.shape[1] < 2 or w.shape[0] == 0:
-        return out
-    v = w[:, 1]
-    out["visual_weight_mean"] = float(np.mean(v))
-    if corr is None:
-        return out
-    n = min(len(v), len(corr))
-    v, bad = v[:n], corr[:n] > 0
-    if (~bad).any():
-        out["visual_weight_mean_clean_frames"] = float(np.mean(v[~bad]))
-    if bad.any():
-        out["visual_weight_mean_corrupted_frames"] = float(np.mean(v[bad]))
-    if bad.any() and (~bad).any():
-        from sklearn.metrics import roc_auc_score
+    from benchmark.report.diagnostics import load_traces, visual_weight, weight_summary
 
-        out["visual_weight_auc"] = float(roc_auc_score(~bad, v))
-    return out
+    traces = load_traces(traces_path)
+    w = visual_weight(traces, "decoder")
+    if w is None:
+        return {c: float("nan") for c in WEIGHT_COLUMNS}
+    return weight_summary(w, traces.get("corruption_stft"))
 
 
 def score_input_job(run_dir: str, items: list[dict[str, Any]], names: list[str], pesq_mode: str) -> JobOutput:

@@ -7,7 +7,7 @@ steps ``z <- z - lr grad U(z) + sqrt(2 lr) xi`` on
 
 with the model prior (N(0, I), or p(z|v) of an AV-CVAE). The chains start at the encoder mean
 of the noisy input plus ``sqrt(eta) N(0, I)``, and get that kick again at the end of every E-step,
-after the Langevin steps and before the variances of the M-step are decoded (trap T6: an extra
+after the Langevin steps and before the variances of the M-step are decoded (trap T6 of ``docs/references.md``: an extra
 exploration term; order as in ps-rvae-se ``LDEM.E_step``). The final estimate averages the Wiener
 gain over the chains.
 

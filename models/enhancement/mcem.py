@@ -9,7 +9,7 @@ the R samples of the M-step. Acceptance (avse-vae ``MCEM_algo.py``)::
 
 with the model prior ``(mu, sigma^2)`` (N(0, I), or the visual prior of an AV-CVAE).
 Final estimate: a new chain of ``final_steps`` steps, burn-in ``final_burn_in``; **all**
-``final_steps - final_burn_in`` = 25 kept samples are used (trap T1: the published code decodes
+``final_steps - final_burn_in`` = 25 kept samples are used (trap T1 of ``docs/references.md``: the published code decodes
 only the first 10 of them by a loop-bound slip; we use the 25 it intended). Defaults as published:
 proposal var 0.01, 40 steps / 30 burn-in, final 100 / 75, 100 EM iterations, stop when
 |delta cost| < 1e-5 (per utterance). The MH acceptance rate of each iteration is traced.

@@ -13,7 +13,7 @@ Model: ``Vx_r = g * Vs_r + WH``; cost (per utterance) = mean over valid ``(r, t,
 
 The updates are the majorisation-minimisation multiplicative rules with exponent 1/2
 (Fevotte & Idier 2011 for beta = 0), so each one never increases the cost; they follow the
-published MCEM code (avse-vae ``MCEM_algo.py``), update order W -> H -> g (trap T5: the code
+published MCEM code (avse-vae ``MCEM_algo.py``), update order W -> H -> g (trap T5 of ``docs/references.md``: the code
 order, not the paper's H -> W -> g), no L1 normalisation of W (avse-vae), and a tiny floor
 ``eps`` on W, H, g to keep float32 away from zero.
 """

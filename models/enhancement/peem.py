@@ -5,7 +5,7 @@ E-step: ``n_steps`` Adam steps (state kept across EM iterations, as published) o
     U(z) = sum_f (|x|^2 / Vx + log Vx) + prior_weight * sum_l (z - mu)^2 / sigma^2
 
 then R = 1 "sample" (the point estimate) enters the M-step and the final Wiener filter.
-Defaults: the av-dkf runner values (lr 5e-3, 20 steps per iteration, 100 iterations; trap T7).
+Defaults: the av-dkf runner values (lr 5e-3, 20 steps per iteration, 100 iterations; trap T7 of ``docs/references.md``).
 Deliberate deviations: the published PEEM uses ``sum z^2`` (no 1/2, trap T2) and ignores the
 visual prior (trap T3); we use the exact negative log posterior with the model's own prior
 (``prior_weight = 0.5``, ``use_model_prior = True``); set ``prior_weight: 1.0,

@@ -6,7 +6,7 @@ Python loop over the MH steps, the kept samples decoded again one by one for the
 decoder called through ``torch.from_numpy(...)`` / ``.numpy()`` round trips, and the lip
 features **recomputed at every decoder call** (the published code feeds the raw lip frames to
 the decoder each time). Same algorithm and defaults as :mod:`models.enhancement.mcem`
-(including the 25 final samples, trap T1), so outputs agree statistically, not bit for bit.
+(including the 25 final samples, trap T1 of ``docs/references.md``), so outputs agree statistically, not bit for bit.
 """
 from __future__ import annotations
 

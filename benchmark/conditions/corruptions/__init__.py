@@ -12,7 +12,7 @@ augmentation.
 
 Severity -> parameters (``s`` = severity, ``c = min(H, W) / 96`` scales spatial sizes from the
 96-px reference mouth crop of the AVSR literature; defaults from
-``references/fusion-and-corruption.md`` section 6):
+``docs/references.md`` section B6):
 
 ================  ===================================================================  ===============
 kind              physical parameters                                                  frames (default)
