@@ -3,6 +3,13 @@
 A checkpoint folder holds ``checkpoint.pt`` (``{"format", "name", "config", "state_dict", "meta"}``)
 and ``config.json`` (the same name/config/meta, readable without torch). :func:`load` accepts the
 ``.pt`` file or its folder and rebuilds the registered class with ``cls.from_config(config)``.
+
+``meta`` is what :func:`models.training.train_model` records: the entry, the resolved training
+settings, the stopping epoch and validation figures, and for AV models whether the video is used
+at all (``video_gain_nats_per_frame``: validation negative ELBO with zeroed video minus clean
+video; ``video_gain_is_per_bin``, ``val_loss_zero_video``), plus the reliability-training options
+in force (``augmentation``, ``audio_masking``, ``reliability_supervision``; ``None`` when off).
+:func:`read_meta` reads it without torch.
 """
 from __future__ import annotations
 
