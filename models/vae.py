@@ -14,9 +14,31 @@ decoder (``Lin_z(z)`` with ``vfeat``), chosen by ``fusion_position`` ("both", "e
 "decoder"). With ``fusion: concat`` and ``fusion_position: both`` this is the published AV-VAE
 (``tanh(Lin_x x + Lin_v v)``). ``visual_prior: true`` adds the AV-CVAE prior p(z | v)
 (Sadeghi et al. 2020: ReLU(Linear(vfeat)) -> mean, logvar) and trains with the CVAE loss
-``alpha ELBO(q || p(z|v)) + (1 - alpha) E_{p(z|v)} ln p(s | z, v)`` (alpha 0.9 as in av-dkf; the
-avse-vae script's default is 1.0). There is no separate "av-cvae" registry name: it is
-``av-vae`` with ``visual_prior: true`` (and, to match the paper, ``latent_dim: 32``).
+``alpha ELBO(q || p(z|v)) + (1 - alpha) E_{p(z|v)} ln p(s | z, v)`` (``cvae_alpha``).
+
+``av-cvae`` (Sadeghi et al., TASLP 2020, "Audio-visual speech enhancement using conditional
+variational auto-encoders"; avse-vae ``CVAERTied``, av-dkf ``AV_CVAE``): the ``av-vae`` with the
+visual prior always on and ``latent_dim: 32`` by default (avse-vae's L; any ``latent_dim`` and any
+fusion may be set, ``visual_prior: false`` is refused). A preset names it plainly,
+``{name: av-cvae, fusion: concat}`` (label ``av-cvae/concat``; ``concat`` is the published additive
+fusion). Training recipe and deliberate deviations from the published code:
+
+* alpha = 0.9, the value of av-dkf ``AV_CVAE.get_loss``; avse-vae ``train_CVAE.py`` defaults its
+  ``--beta`` (the same weight) to 1.0, i.e. a pure ELBO against p(z | v). The alpha of the paper's
+  experiments could not be checked (``docs/references.md``).
+* started from the trained A-VAE (:meth:`AVVAE.init_from_avae`, as published). Deviations: the
+  prior heads are then zeroed, so p(z | v) starts as the A-VAE's N(0, I) and the first ELBO is
+  the A-VAE's (the published prior layers start at random); and an A-VAE with a smaller latent
+  dimension (the presets' A-VAE has L = 16) is embedded exactly: its L dimensions are copied, the
+  extra ones start with q = N(0, 1) and no effect on the decoder (published: the A-VAE and the
+  AV-CVAE both have L = 32).
+* the published visual-branch forcing (avse-vae ``pgrad`` 0.2: audio-path weights frozen in a
+  random 20 % of the batches) is not implemented; the optimiser, lr and early stopping are the
+  run's ``training`` settings (av-dkf fine-tunes the AV-CVAE at lr 3e-5, avse-vae at 1e-4).
+
+Every enhancement algorithm uses the model's prior (:meth:`SpeechModel.prior`), so the visual
+prior enters MCEM, PEEM, LDEM and VEM unchanged; its per-frame precision is recorded as a
+reliability trace (``weights_prior``, :func:`prior_visual_weight`).
 
 Encoder input: ``input_transform: "log"`` (default) feeds ``log(|S|^2 + eps)`` standardised per
 frequency with statistics of the training set (stored as buffers in the checkpoint): this
@@ -223,6 +245,8 @@ class _VAEBase(SpeechModel):
             v = self.visual_features(lips, mask)
             mu, _ = self.encode(power, v, mask)
             self.decode(mu, v, mask)
+            if self.uses_visual_prior:
+                self.prior(v, mask)
 
         macs = count_macs(self, run)
         return {"params": sum(p.numel() for p in self.parameters()), "macs": int(round(macs / T))}
@@ -337,35 +361,94 @@ class AVVAE(_VAEBase):
         """Copy the audio path of a trained A-VAE (input statistics, ``Lin_x``, encoder heads,
         ``Lin_z``, output layer, temporal layer when configured alike) and make the fusions pass
         the audio through at the start (published: the AV-CVAE is initialised from the A-VAE).
-        Returns the names of what was copied."""
-        if avae.config.n_freq != self.config.n_freq or avae.config.hidden != self.config.hidden \
-                or avae.config.latent_dim != self.config.latent_dim:
+
+        An A-VAE with a *smaller* latent dimension L_a is embedded exactly: latent dims ``< L_a``
+        get its weights; the others start with a zero encoder mean and log-variance (q = N(0, 1),
+        the prior) and zero ``Lin_z`` columns (the decoder ignores them), so the model starts as
+        the A-VAE. With a visual prior, its mean and log-variance heads are zeroed: p(z | v)
+        starts as N(0, I), the A-VAE's prior. Returns the names of what was copied or set."""
+        a, c = avae.config, self.config
+        if a.n_freq != c.n_freq or a.hidden != c.hidden or a.latent_dim > c.latent_dim:
             raise ValueError("cannot initialise from an A-VAE of different sizes "
-                             f"(A-VAE F/H/L {avae.config.n_freq}/{avae.config.hidden}/{avae.config.latent_dim}, "
-                             f"this {self.config.n_freq}/{self.config.hidden}/{self.config.latent_dim})")
+                             f"(A-VAE F/H/L {a.n_freq}/{a.hidden}/{a.latent_dim}, "
+                             f"this {c.n_freq}/{c.hidden}/{c.latent_dim}; a smaller A-VAE latent dim is embedded)")
         copied = []
         names = ["in_mean", "in_std", "lin_x", "enc_mu", "enc_lv", "lin_z", "dec_out"]
-        if avae.config.temporal == self.config.temporal and self.enc_temporal is not None:
+        if a.temporal == c.temporal and self.enc_temporal is not None:
             names.append("enc_temporal")
         src = avae.state_dict()
         own = self.state_dict()
+        La = a.latent_dim
         with torch.no_grad():
             for k, v in src.items():
-                if k.split(".")[0] in names and k in own and own[k].shape == v.shape:
+                if k.split(".")[0] not in names or k not in own:
+                    continue
+                if own[k].shape == v.shape:
                     own[k].copy_(v)
                     copied.append(k)
+                elif k.startswith(("enc_mu.", "enc_lv.")):  # [L, H] / [L]: latent dims on dim 0
+                    own[k].zero_()
+                    own[k][:La].copy_(v)
+                    copied.append(f"{k} (latent dims 0..{La - 1}; the others q = N(0, 1))")
+                elif k == "lin_z.weight":  # [H, L]
+                    own[k].zero_()
+                    own[k][:, :La].copy_(v)
+                    copied.append(f"{k} (latent dims 0..{La - 1}; the others unused at the start)")
+            if c.visual_prior:
+                for head in (self.prior_mu, self.prior_lv):
+                    head.weight.zero_()
+                    head.bias.zero_()
+                copied.append("visual prior: N(0, I) at the start")
         for f in (self.fusion_enc, self.fusion_dec):
             if f is not None and f.init_audio_identity():
                 copied.append(f"{f.name}: audio identity")
         return copied
 
 
+CVAE_DEFAULTS: dict[str, Any] = {"visual_prior": True, "latent_dim": 32}
+
+
+@MODELS.register("av-cvae")
+class AVCVAE(AVVAE):
+    """The AV-CVAE of Sadeghi et al. (2020): an AV-VAE with the visual prior p(z | v), L = 32 by
+    default (module docstring: training recipe and deviations)."""
+
+    name = "av-cvae"
+    #: option defaults that differ from :class:`VAEConfig`'s (also applied by the spec validation)
+    config_defaults: dict[str, Any] = CVAE_DEFAULTS
+
+    def __init__(self, config: VAEConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config, kwargs = VAEConfig.from_dict({**CVAE_DEFAULTS, **kwargs}), {}
+        if not config.visual_prior:
+            raise ValueError("av-cvae is the AV-VAE with the visual prior p(z | v): visual_prior must be true "
+                             "(use av-vae for the model without it)")
+        super().__init__(config, **kwargs)
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> "AVCVAE":
+        return cls(VAEConfig.from_dict({**CVAE_DEFAULTS, **dict(d)}))
+
+
+def prior_visual_weight(prior_logvar: torch.Tensor) -> torch.Tensor:
+    """Reliability weights ``[..., 2]`` of a visual prior p(z | v) from its log-variance ``[..., L]``:
+    column 1 is the precision share ``w_v = pi / (1 + pi)`` with ``pi = mean_l exp(-logvar_l)`` the
+    mean prior precision relative to N(0, I) (whose precision is 1), column 0 is ``1 - w_v``.
+    ``w_v = 0.5`` for a prior as broad as N(0, I), -> 1 as p(z | v) becomes certain, -> 0 as it
+    becomes broader than N(0, I): the visual share of the precision if p(z | v) and N(0, I) were
+    combined as a product of experts."""
+    prec = torch.exp(-prior_logvar).mean(-1, keepdim=True)
+    w = prec / (1.0 + prec)
+    return torch.cat([1.0 - w, w], -1)
+
+
 def describe_models() -> dict[str, str]:
     """``{name: "params P, MACs/frame M (settings)"}`` of the VAEs at their default settings
-    (av-vae: concat fusion in encoder and decoder, linear front-end, 64x64 lips), for
+    (av-vae and av-cvae: concat fusion in encoder and decoder, linear front-end, 64x64 lips), for
     ``run_benchmark.py list``."""
     out = {}
-    for name, model, what in (("a-vae", AVAE(), "defaults"), ("av-vae", AVVAE(), "concat, linear front-end, 64x64 lips")):
+    for name, model, what in (("a-vae", AVAE(), "defaults"), ("av-vae", AVVAE(), "concat, linear front-end, 64x64 lips"),
+                              ("av-cvae", AVCVAE(), "L = 32, concat, linear front-end, 64x64 lips")):
         c = model.cost_summary(n_frames=4)
         out[name] = f"{c['params'] / 1e6:.2f}M params, {c['macs'] / 1e6:.2f}M MACs/frame ({what})"
     return out

@@ -116,3 +116,13 @@ def test_controls_read_right_end_to_end(tmp_path):
     # the A-VAE cannot see the video: common random numbers make its paired drop exactly 0
     res = df.assign(delta_si_sdr=0.0)
     assert diag.metric_drop(res[res["system"] == "a-vae"], n_boot=20).loc[0, "drop"] == 0.0
+
+
+def test_vem_encoder_posterior_gives_the_oracle_its_level():
+    """VEM's per-utterance encoder copies (posterior='encoder') also see the true level."""
+    model = _av("oracle-reliability")
+    _, _, inp = _inputs(1)[1]
+    (o,) = enhance(model, "vem", [inp], params={"n_iter": 2, "posterior": "encoder"}, progress=False)
+    assert o.error is None, o.error
+    w = model.last_weights()["encoder"][0, :, 1]  # the last encoder call: an encoder copy of the utterance
+    torch.testing.assert_close(w, 1 - torch.from_numpy(o.traces["corruption_stft"]), rtol=0, atol=0)

@@ -2,7 +2,8 @@
 
 Works on any system whose traces hold ``weights_decoder`` / ``weights_encoder`` ``[T, 2]``
 (column 1 = visual) -- attention fusions and the inference-level mixture/switching baselines
-alike; systems without weights (concatenation, audio-only, baselines) are skipped because
+alike, and ``weights_prior`` (the precision share of the AV-CVAE's visual prior) last; systems
+without weights (concatenation, audio-only, baselines) are skipped because
 they have no weights, never because of their name. The decoder-side weights are preferred
 (they shape the speech variance the EM uses), the encoder side is the fallback; the choice is
 configurable.
@@ -40,7 +41,10 @@ from benchmark.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KEYS = {"decoder": ("weights_decoder", "weights_encoder"), "encoder": ("weights_encoder", "weights_decoder")}
+# weights_prior: the precision share of a visual prior p(z | v) (models.vae.prior_visual_weight), the
+# AV-CVAE's reliability trace when it has no fusion weights
+WEIGHT_KEYS = {"decoder": ("weights_decoder", "weights_encoder", "weights_prior"),
+               "encoder": ("weights_encoder", "weights_decoder", "weights_prior")}
 
 
 def roc_auc(weight: np.ndarray, corrupted: np.ndarray) -> float:

@@ -162,7 +162,7 @@ def _save_npz(path: Path, traces: dict[str, Any]) -> None:
 
 def _corruption_at_stft_rate(path: Path, traces: dict[str, Any], fps: float) -> dict[str, np.ndarray]:
     """``corruption_stft`` from the per-video-frame levels, when the algorithm did not record it."""
-    w = traces.get("weights_decoder", traces.get("weights_encoder"))
+    w = traces.get("weights_decoder", traces.get("weights_encoder", traces.get("weights_prior")))
     if w is None:
         return {}
     from models.spectral import per_frame_to_stft_rate

@@ -38,6 +38,7 @@ from benchmark.seeding import torch_generator
 from models.enhancement.batch import Batch, per_item_randn
 from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, is_terms, m_step
 from models.spectral import STFTConfig, istft
+from models.vae import prior_visual_weight
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,8 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
         z = algo.final_latents(ctx, st).detach()
         Vs = ctx.decode_var(z)  # [R, B, T, F]
         dec_w = _weights(ctx.model, "decoder")
+        # a visual prior p(z | v): its precision relative to N(0, I) as a reliability trace
+        prior_w = prior_visual_weight(ctx.prior_logvar) if getattr(ctx.model, "uses_visual_prior", False) else None
         gVs = st.g.unsqueeze(-1) * Vs
         gain = (gVs / (gVs + st.noise_var()).clamp_min(EPS)).mean(0)  # [B, T, F]
         S = gain.to(batch.X.dtype) * batch.X
@@ -357,6 +360,8 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
             tr["weights_encoder"] = ctx.enc_weights[b, :tb].cpu().numpy().astype(np.float32)
         if dec_w is not None:
             tr["weights_decoder"] = dec_w[b, :tb].cpu().numpy().astype(np.float32)
+        if prior_w is not None:
+            tr["weights_prior"] = prior_w[b, :tb].cpu().numpy().astype(np.float32)
         tr["gain_g"] = st.g[b, :tb].cpu().numpy().astype(np.float32)
         out[r] = ItemResult(item.item_id, y.astype(np.float32), tr)
 

@@ -77,8 +77,9 @@ class _Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor):
-        return self.model.encode(power, vfeat, mask)
+    def forward(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor,
+                level: Optional[torch.Tensor] = None):
+        return self.model.encode(power, vfeat, mask, **({} if level is None else {"level": level}))
 
 
 def encoder_parameters(model: nn.Module, ctx: EMContext) -> dict[str, torch.Tensor]:
@@ -126,7 +127,9 @@ class VEM(EMAlgorithm):
         for b, n in enumerate(ctx.n_frames):  # each utterance through its own encoder copy, on its own frames
             params = {k: v[b] for k, v in self.params.items()}
             vf = None if ctx.vfeat is None else ctx.vfeat[b:b + 1, :n]
-            mu, lv = functional_call(self.enc, params, (ctx.P[b:b + 1, :n], vf, ctx.mask[b:b + 1, :n]))
+            lev = ctx.level_kw.get("level")  # the true corruption level, for an oracle model only
+            lev = None if lev is None else lev[b:b + 1, :n]
+            mu, lv = functional_call(self.enc, params, (ctx.P[b:b + 1, :n], vf, ctx.mask[b:b + 1, :n], lev))
             pad = (0, 0, 0, ctx.T - n)
             mus.append(nn.functional.pad(mu, pad))
             lvs.append(nn.functional.pad(lv, pad))
