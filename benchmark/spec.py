@@ -401,11 +401,16 @@ def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) 
     cfg = from_dict(config_cls, params, source=source, prefix=f"{key}.params")
     if config_cls is VAEConfig and getattr(cls, "is_audio_visual", False):
         fusion = entry.fusion or cfg.fusion
-        fkey = f"{key}.fusion" if entry.fusion else f"{key}.params.fusion"
-        _lookup(FUSIONS, fusion, fkey, source)
+        if not fusion:
+            raise ConfigError(f"{source}: key '{key}.fusion': the audio-visual {entry.name!r} needs a fusion; "
+                              f"known: {', '.join(FUSIONS.names())}")
+        _lookup(FUSIONS, fusion, f"{key}.fusion" if entry.fusion else f"{key}.params.fusion", source)
         _lookup(FRONTENDS, cfg.frontend, f"{key}.params.frontend", source)
-        fcls = fusion_config_class(fusion)
-        from_dict(fcls, dict(cfg.fusion_params), source=source, prefix=f"{key}.params.fusion_params")
+        fkey = f"{key}.params.fusion_params"
+        for width, owner in (("audio_dim", "hidden"), ("visual_dim", "visual_dim"), ("out_dim", "hidden")):
+            if width in cfg.fusion_params:  # the model passes its own widths to the fusion
+                raise ConfigError(f"{source}: key '{fkey}.{width}': set by the model (params.{owner}); remove it")
+        from_dict(fusion_config_class(fusion), dict(cfg.fusion_params), source=source, prefix=fkey)
     return _try_build(entry, key, source)
 
 
