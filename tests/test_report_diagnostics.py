@@ -49,6 +49,8 @@ def _write_traces(tmp_path, systems):
                     elif kind == "blind":
                         w = rng.uniform(0, 1, 50)
                         arrays["weights_decoder"] = np.stack([1 - w, w], 1)
+                    elif kind == "constant":
+                        arrays["weights_decoder"] = np.full((50, 2), 0.5)
                     np.savez(p, **arrays)
                     gain = 5 - (2.0 if (corr != "none" and kind == "none") else 0.2 if corr != "none" else 0)
                     rows.append({"utt_id": f"u{u}", "condition_id": f"{snr}_{corr}", "item_id": f"{snr}_{corr}/u{u}",
@@ -120,3 +122,47 @@ def test_reference_yaml_example_and_errors(tmp_path):
         load_reference(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_reference(tmp_path / "missing.yaml")
+
+
+def test_roc_auc_handles_ties_like_the_rank_formula():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 4, 60) / 3.0  # many ties, within and across classes
+    corrupted = rng.random(60) < 0.4
+    u = mannwhitneyu(w[~corrupted], w[corrupted]).statistic
+    assert diag.roc_auc(w, corrupted) == pytest.approx(u / ((~corrupted).sum() * corrupted.sum()))
+    assert diag.roc_auc(np.full(60, 0.3), corrupted) == 0.5  # all tied: exactly 0.5
+
+
+def test_negative_controls_read_right(tmp_path):
+    """A constant weight reads AUC 0.5 exactly; a system without weights reads "no weights"
+    (NaN AUC with its reason), also when it has no clean/corrupted pairs for a drop row."""
+    df = _write_traces(tmp_path, {"const": "constant", "nofuse": "none", "tracker": "tracks"})
+    df.loc[df["system"] == "const", "fusion"] = "constant"
+    df.loc[df["system"] == "tracker", "fusion"] = "oracle-reliability"
+    rel = diag.reliability_table(df, diag.frame_table(df, tmp_path), n_boot=50).set_index("system")
+    assert rel.loc["const", "auc"] == 0.5 and rel.loc["const", "auc_pooled"] == 0.5
+    assert rel.loc["const", "weights"] == "decoder"
+    assert rel.loc["nofuse", "weights"] == "no weights" and np.isnan(rel.loc["nofuse", "auc"])
+    assert rel.loc["const", "control"].startswith("negative control")
+    assert rel.loc["tracker", "control"].startswith("positive control")
+    assert rel.loc["nofuse", "control"] == ""
+    only_clean = df[(df["system"] == "nofuse") & (df["corruption"] == "none")]
+    rel2 = diag.reliability_table(only_clean, diag.frame_table(only_clean, tmp_path), n_boot=20)
+    assert rel2["weights"].tolist() == ["no weights"]
+
+
+def test_runner_row_summaries_are_the_report_numbers(tmp_path):
+    """One AUC: the runner's per-row weight summaries equal the report's per-item ones."""
+    from benchmark.runner.stages import weight_summaries
+    from benchmark.schema import WEIGHT_COLUMNS
+
+    df = _write_traces(tmp_path, {"tracker": "tracks", "blindfold": "blind", "const": "constant"})
+    items = diag.item_weights(diag.frame_table(df, tmp_path)).set_index("item_id")
+    for r in df.itertuples(index=False):
+        row = weight_summaries(tmp_path / r.traces_path)
+        ref = items[items["system"] == r.system].loc[r.item_id]
+        for c in WEIGHT_COLUMNS:
+            assert row[c] == pytest.approx(ref[c], nan_ok=True), (r.system, r.item_id, c)
+    assert all(np.isnan(v) for v in weight_summaries(tmp_path / "missing.npz").values())
