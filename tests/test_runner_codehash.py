@@ -124,7 +124,7 @@ def test_editing_the_enhancement_changes_only_the_enhancement_code_version(tmp_p
     train job, which runs ``models.enhancement.baselines``) and no other stage's."""
     root = copy_source(tmp_path / "src")
     before = {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()}
-    assert before == {u: stage_code(u).digest for u in STAGE_ENTRIES}  # same bytes, same hash
+    assert before == {u: code_hash(e, REPO).digest for u, e in STAGE_ENTRIES.items()}  # same bytes, same hash
     with open(root / "models/enhancement/em.py", "a") as f:
         f.write("\n# edited\n")
     after = {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()}
@@ -308,3 +308,15 @@ def test_editing_the_enhancement_reruns_enhance_and_score_only(tmp_path, tiny_co
     assert summary["score"]["ran"] == n_enh and summary["score"]["cached"] > 0  # input scores reused
     st = status()
     assert all(s["to_run"] == 0 for s in st.values())
+
+
+def test_status_jobs_without_a_code_version_are_never_stale(tmp_path):
+    """Jobs made outside the pipeline (no ``version`` in their inputs) are not counted stale."""
+    from benchmark.runner.executors import SerialExecutor
+    from benchmark.runner.jobs import Job, run_jobs
+    from benchmark.runner.store import RunStore
+
+    jobs = [Job("mix", {"x": i}, lambda x: [{"x": x}], {"x": i}) for i in range(2)]
+    RunStore(tmp_path).write_plan("mix", [j.key for j in jobs])
+    run_jobs(jobs, tmp_path, SerialExecutor(), progress=False)
+    assert stale_of(tmp_path)["mix"] == (0, 0)

@@ -65,9 +65,12 @@ def stale_jobs(done: dict[str, dict[str, dict[str, Any]]],
     stage) among ``done`` (stage -> key -> record); see the module docstring for the links."""
     own: dict[str, set[str]] = {}
     for st, recs in done.items():
-        own[st] = {k for k, r in recs.items()
-                   if (r.get("inputs") or {}).get("version") != stage_version(code_unit(st, r.get("inputs") or {}),
-                                                                              root)}
+        own[st] = set()
+        for k, r in recs.items():
+            inputs = r.get("inputs") or {}
+            # a record without a code version is not a pipeline job (e.g. a hand-made grid)
+            if "version" in inputs and inputs["version"] != stage_version(code_unit(st, inputs), root):
+                own[st].add(k)
     stale = {st: set(keys) for st, keys in own.items()}
     train = done.get("train", {})
     grew = True
