@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.metrics import METRICS, bss_decompose, metric_columns, score_input, score_many, score_pair, si_sdr
 
-ALL = ["si_sdr", "pesq", "stoi", "estoi", "sdr", "sir", "sar"]
+ALL = METRICS.names()  # every contract below holds for every registered metric
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _noise(n, seed):
 
 
 def test_registry_names_and_columns():
-    assert set(ALL) <= set(METRICS.names())
+    assert {"si_sdr", "pesq", "stoi", "estoi", "sdr", "sir", "sar"} <= set(METRICS.names())  # the documented ones
     cols = metric_columns(["pesq", "stoi"], "nb")
     assert cols[:5] == ["pesq_nb", "pesq_nb_error", "input_pesq_nb", "input_pesq_nb_error", "delta_pesq_nb"]
 
