@@ -26,13 +26,14 @@ type and, where it applies, a ``range``/``choices`` in the field metadata).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from benchmark.configtools import ConfigError, deep_merge, from_dict, load_yaml, set_dotted, to_dict
+from benchmark.configtools import ConfigError, deep_merge, did_you_mean, from_dict, load_yaml, set_dotted, to_dict
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -334,10 +335,9 @@ def fusion_config_class(name: str) -> type:
 
 
 def _check_corpus(c: CorpusSpec, source: str) -> None:
-    import sys
-
-    from benchmark.configtools import did_you_mean
-
+    """``corpus.name`` in the corpus registry; ``corpus.options`` keys against the option table
+    its builder's module declares (``OPTIONS`` of the adapters, ``DEFAULT_OPTIONS`` of the
+    synthetic corpus), when it declares one."""
     from benchmark.corpus import CORPORA
 
     builder = _lookup(CORPORA, c.name, "corpus.name", source)
@@ -385,8 +385,6 @@ def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) 
         for role in ("audio", "visual"):
             ref = getattr(cfg, role)
             if ref not in labels and not Path(ref).exists():
-                from benchmark.configtools import did_you_mean
-
                 raise ConfigError(f"{source}: key '{key}.params.{role}': {ref!r} is not the label of another model "
                                   f"entry{did_you_mean(ref, labels)} (labels: {', '.join(sorted(labels))})")
         return cfg
