@@ -11,8 +11,9 @@ importing anything:
   package reached only as a parent, only the imports that run at import time are followed
   (not those inside its functions); the same for :data:`IMPORT_TIME_ONLY` (the config module).
 
-Modules that only a registry names in a string (``Registry(..., modules=("models.vae", ...))``)
-are not followed: each stage lists the registry-filled modules it uses among its entries.
+Modules that a registry loads by name (``Registry(..., modules=(...))``) or discovers in a
+package (``package=``) are not found this way: each stage lists them among its entries (a
+package entry covers every module in it, so a new metric or noise file counts at once).
 Third-party and standard-library imports are ignored, and so are the harness modules of
 :data:`HARNESS` (runner, report, commands, CLI, perf tools): they plan, store and present
 results without changing them, so editing the report never reruns training. The runner's own
