@@ -3,8 +3,8 @@
 ``h_a = tanh(W_a a)``, ``h_v = tanh(W_v v)``, ``z = clip(W_z [a; v (; context)] + b_z, 0, 1)`` (one gate
 per hidden unit), ``fused = (1 - z) * h_a + z * h_v``. Deviation: the GMU's gate is a sigmoid; ours
 is its piecewise-linear form (``clip`` to [0, 1]), because a sigmoid cannot be exactly 0, and a
-gate that starts "almost closed" lets a random visual path in (a bias of -1 gave the video a
-0.12-0.27 share at the start). ``clip``'s gradient is passed at the boundaries (PyTorch's
+gate that starts "almost closed" lets a random visual path in (the earlier start, a gate bias of
+-1, opened every gate to sigmoid(-1) = 0.27). ``clip``'s gradient is passed at the boundaries (PyTorch's
 ``clamp`` backward is inclusive), so a gate sitting at exactly 0 still learns.
 
 Visual weight (``docs/fusion_weights.md``): contributions ``c_a = (1 - z) h_a``, ``c_v = z h_v`` (their
