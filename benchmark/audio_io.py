@@ -135,7 +135,7 @@ def read_lips(path: str | os.PathLike) -> np.ndarray:
             with np.load(path, allow_pickle=False) as z:
                 frames = z[z.files[0]]
         else:
-            frames = _read_video_cv2(path)
+            frames, _ = read_video(path, require_fps=False)
     except DataError:
         raise
     except Exception as exc:
@@ -143,36 +143,35 @@ def read_lips(path: str | os.PathLike) -> np.ndarray:
     return validate_lips(frames, path=path)
 
 
-def _read_video_cv2(path: Path) -> np.ndarray:
+def read_video(path: str | os.PathLike, *, color: bool = False, require_fps: bool = True) -> tuple[np.ndarray, float]:
+    """All frames of a video file (OpenCV) as uint8 ``N x H x W`` grayscale (``N x H x W x 3`` BGR
+    if ``color``), and the frame rate stored in the file (a :class:`DataError` when it has none
+    and ``require_fps``; 0.0 otherwise). The one video reader of the project."""
     import cv2
 
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(path, "unreadable video (OpenCV could not open it)")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     frames = []
     while True:
         ok, fr = cap.read()
         if not ok:
             break
-        if fr.ndim == 3:
+        if fr.ndim == 3 and not color:
             fr = cv2.cvtColor(fr, cv2.COLOR_BGR2GRAY)
         frames.append(fr)
     cap.release()
     if not frames:
         raise DataError(path, "unreadable video (no frames decoded)")
-    return np.stack(frames)
-
-
-def video_fps(path: str | os.PathLike) -> float:
-    """Frame rate stored in a video file (OpenCV)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
-    cap.release()
-    if not fps or not np.isfinite(fps):
-        raise DataError(path, "video has no usable frame rate")
-    return fps
+    if not np.isfinite(fps) or fps <= 0:
+        if require_fps:
+            raise DataError(path, "video has no usable frame rate")
+        fps = 0.0
+    return np.stack(frames), fps
 
 
 def write_lips(path: str | os.PathLike, frames: np.ndarray) -> Path:

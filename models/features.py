@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.audio_io import DataError
-from models.spectral import STFTConfig, lips_to_stft_rate, power_spectrogram
+from models.spectral import STFTConfig, power_spectrogram
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ def resize_lips(frames: np.ndarray, lip_size: int) -> np.ndarray:
         return frames
     out = resize_lips_float(torch.from_numpy(frames.astype(np.float32)), lip_size)
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def lips_at_stft_rate(frames: np.ndarray, n_stft_frames: int, fps: float, lip_size: int,
-                      stft_cfg: STFTConfig = STFTConfig()) -> torch.Tensor:
-    """uint8 video-rate lips -> float ``[n_stft_frames, lip_size, lip_size]`` in [0, 1]."""
-    small = resize_lips(frames, lip_size)
-    up = lips_to_stft_rate(small, n_stft_frames, fps, stft_cfg)
-    return torch.from_numpy(np.ascontiguousarray(up)).float().div_(255.0)
 
 
 @dataclass

@@ -51,7 +51,7 @@ from benchmark.spec import ModelEntry, TrainingSpec
 from benchmark.threads import torch_threads
 from models.augment import AudioMaskConfig, AugmentConfig, VisualAugmenter, degrade_audio
 from models.base import SpeechModel
-from models.checkpoint import CHECKPOINT_FILE, build_model, load, save
+from models.checkpoint import build_model, load, save
 from models.features import ClipItem, chunk_bounds, load_split, pad_batch
 from models.spectral import STFTConfig, lips_to_stft_rate, per_frame_to_stft_rate
 
@@ -488,18 +488,6 @@ def write_curves(curves: list[dict[str, float]], out_dir: Path, *, title: str = 
     fig.savefig(png, dpi=90)
     plt.close(fig)
     return csv_path, png
-
-
-def is_trained(out_dir: Path, key: str) -> bool:
-    """Whether ``out_dir`` holds a checkpoint trained with the same :func:`training_key`."""
-    from models.checkpoint import read_meta
-
-    if not (Path(out_dir) / CHECKPOINT_FILE).exists():
-        return False
-    try:
-        return read_meta(out_dir).get("meta", {}).get("train_key") == key
-    except (FileNotFoundError, ValueError):
-        return False
 
 
 def reliability_probe(model: SpeechModel, items: list[ClipItem], corruptions: tuple[str, ...] = ("noise@1.0", "zeros"),

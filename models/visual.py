@@ -123,7 +123,3 @@ class CNN3DFrontend(Frontend):
         y = y.mean(dim=(-1, -2)).transpose(1, 2)  # [B, T, C]
         return masked(self.head(y), mask)
 
-
-def build_frontend(name: str, config: FrontendConfig) -> Frontend:
-    """Build the front-end registered as ``name``."""
-    return FRONTENDS.get(name)(config)

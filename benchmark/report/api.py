@@ -378,7 +378,3 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     (out / "summary.md").write_text("\n".join(md) + "\n")
     return index
 
-
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: Any = None) -> Path:
-    """Alias of :func:`write_report` (the name the pipeline looks up); returns ``index.html``."""
-    return write_report(run_dir, out_dir, spec)

@@ -25,7 +25,6 @@ batch, so results do not depend on the batch (up to float rounding of batched ma
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -365,7 +364,3 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
         tr["gain_g"] = st.g[b, :tb].cpu().numpy().astype(np.float32)
         out[r] = ItemResult(item.item_id, y.astype(np.float32), tr)
 
-
-def langevin_noise_scale(lr: float) -> float:
-    """Std of the Langevin noise for step size ``lr``: ``sqrt(2 lr)``."""
-    return math.sqrt(2.0 * lr)

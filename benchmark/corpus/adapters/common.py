@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from benchmark.audio_io import (
-    SAMPLE_RATE, DataError, check_av_duration, validate_audio, validate_lips, write_audio, write_lips,
+from benchmark.audio_io import (  # read_video: adapters call it as C.read_video
+    SAMPLE_RATE, DataError, check_av_duration, read_video, validate_audio, validate_lips, write_audio, write_lips,
 )
 from benchmark.configtools import ConfigError
 from benchmark.corpus.manifest import ManifestRow, write_manifest
@@ -134,34 +134,6 @@ def load_audio(path: str | os.PathLike, *, allow_downmix: bool = False, sr: int 
 
 # ---------------------------------------------------------------------------------------------
 # video and lips
-
-
-def read_video(path: str | os.PathLike, *, color: bool = False) -> tuple[np.ndarray, float]:
-    """All frames of a video (OpenCV) as uint8 ``N x H x W`` grayscale (``N x H x W x 3`` BGR if
-    ``color``), and its frame rate."""
-    import cv2
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(path, "unreadable video (OpenCV could not open it)")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    frames = []
-    while True:
-        ok, fr = cap.read()
-        if not ok:
-            break
-        if fr.ndim == 3 and not color:
-            fr = cv2.cvtColor(fr, cv2.COLOR_BGR2GRAY)
-        frames.append(fr)
-    cap.release()
-    if not frames:
-        raise DataError(path, "unreadable video (no frames decoded)")
-    if not fps or not np.isfinite(fps) or fps <= 0:
-        raise DataError(path, "video has no usable frame rate")
-    return np.stack(frames), fps
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
