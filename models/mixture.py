@@ -16,6 +16,10 @@ first and resolves with :func:`build_composite`::
       - {name: av-vae, fusion: concat}
       - {name: switching-vae, params: {audio: a-vae, visual: av-vae/concat, stay_prob: 0.95}}
 
+The visual component may be any audio-visual VAE, including the AV-CVAE (``av-vae`` with
+``visual_prior: true``): each component's latent keeps its own prior (``model.prior``, here
+p(z | v)) in its samplers and in its frame evidence.
+
 Enhancement goes through :meth:`MixtureVAE.custom_enhance` (``enhance()`` delegates to it): the
 EM of :mod:`models.enhancement.switching`, with the MCEM-style (``mcem``) or Langevin-style
 (``ldem``) E-step; the per-frame posterior ``P(m_t = AV)`` is recorded as the visual reliability
@@ -44,6 +48,9 @@ class CompositeConfig:
     stay_prob: float = field(default=0.95, metadata={"range": (0.0, 1.0)})  # switching only: P(m_t = m_{t-1})
     learn_switch: bool = False  # M-step update of pi / the transition matrix per utterance
     latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})  # docs/switching_em.md
+    # per-frame evidence of the conditional switch step: "laplace" (log joint + posterior entropy)
+    # or "log_joint" (the former score, biased towards the narrower posterior; docs/switching_em.md)
+    evidence: str = field(default="laplace", metadata={"choices": ("laplace", "log_joint")})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CompositeConfig":
@@ -58,6 +65,8 @@ class CompositeConfig:
                 raise ValueError(f"composite-model option {name}={v!r}: must be a probability strictly between 0 and 1")
         if cfg.latent_posterior not in ("conditional", "tempered"):
             raise ValueError(f"composite-model option latent_posterior={cfg.latent_posterior!r}: must be 'conditional' or 'tempered'")
+        if cfg.evidence not in ("laplace", "log_joint"):
+            raise ValueError(f"composite-model option evidence={cfg.evidence!r}: must be 'laplace' or 'log_joint'")
         for name in ("audio", "visual"):
             if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name):
                 raise ValueError(f"composite-model option {name!r}: expected the label of another model entry")
@@ -149,7 +158,7 @@ class MixtureVAE(SpeechModel):
 
         c = self.config
         return SwitchConfig(kind=self.switch_kind, prior_av=c.prior_av, stay_prob=c.stay_prob, learn=c.learn_switch,
-                            latent_posterior=c.latent_posterior)
+                            latent_posterior=c.latent_posterior, evidence=c.evidence)
 
     def cost_summary(self, n_frames: int = 16) -> dict[str, int]:
         """Parameters and multiply-adds per frame of the two components together."""

@@ -117,3 +117,22 @@ def make_problem(templates: torch.Tensor, T: int, seed: int, corrupt: torch.Tens
         vid[corrupt] = torch.rand(T, C, generator=g, dtype=dt)[corrupt]
     x = s + b
     return x.abs() ** 2, s, b, vid[:, None, :], cls
+
+
+def rescaled_component(comp, scale: float, name: str):
+    """The same speech model as ``comp`` with its latent rescaled by ``scale``: prior
+    ``N(scale mu, scale^2 sigma^2)``, decoder ``decode(z / scale)``, start ``scale z_init``.
+
+    Both have exactly the same frame evidence ``p(x_t)`` (a change of variables), but the
+    posterior of the rescaled one is ``scale`` times as wide in every latent dimension, so its
+    log joint differs by ``-L log scale`` per frame: the toy that exposes a switch score
+    without the posterior entropy."""
+    from models.enhancement.switching import Component
+
+    return Component(
+        name=name,
+        decode=lambda z, _d=comp.decode, _s=scale: _d(z / _s),
+        prior_mu=comp.prior_mu * scale,
+        prior_logvar=comp.prior_logvar + 2.0 * torch.log(torch.as_tensor(scale, dtype=comp.prior_logvar.dtype)),
+        z_init=comp.z_init * scale,
+    )

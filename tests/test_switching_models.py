@@ -148,3 +148,38 @@ def test_public_enhance_delegates_to_the_composite_and_isolates_bad_items(pair):
     assert outs[0].traces["corruption_stft"].shape == (T,)
     print("error for the too-short item:", outs[1].error)
     assert outs[1].estimate is None and outs[1].error and "short" in outs[1].error  # the item id is named
+
+
+def test_av_cvae_as_the_visual_component_uses_its_visual_prior(pair, batch):
+    """An AV-CVAE (``av-vae`` with ``visual_prior: true``) as the visual component: the component's
+    prior is p(z | v), not N(0, I), and its frame evidence (the Laplace score) is computed with it."""
+    from models.enhancement.nmf import init_nmf, noise_var
+    from models.enhancement.switching import Component, component_from_model, laplace_evidence
+
+    torch.manual_seed(1)
+    cvae = build_model("av-vae", {"latent_dim": 4, "hidden": 16, "lip_size": LIP, "fusion": "concat", "frontend_hidden": 32,
+                                  "visual_dim": 16, "visual_prior": True}).eval()
+    m = MixtureVAE.from_models(pair[0], cvae, visual="av-cvae")
+    P, mask = batch.power, batch.mask
+    comp = component_from_model(m.av_model, P, batch.lips, mask, "visual")
+    with torch.no_grad():
+        ref_mu, ref_lv = cvae.prior(cvae.visual_features(batch.lips, mask), mask)
+    assert torch.equal(comp.prior_mu, ref_mu) and torch.equal(comp.prior_logvar, ref_lv)
+    assert float(comp.prior_logvar[mask].abs().max()) > 1e-3  # really not the standard normal
+    st = init_nmf(batch.item_ids, batch.n_frames, P.shape[-1], 4)
+    WH, g = noise_var(st.W, st.H), torch.ones(P.shape[:2])
+    ev = laplace_evidence(comp, comp.z_init, P, WH, g, mask)
+    std = Component("std", comp.decode, torch.zeros_like(comp.prior_mu), torch.zeros_like(comp.prior_logvar), comp.z_init)
+    ev_std = laplace_evidence(std, comp.z_init, P, WH, g, mask)
+    assert bool(torch.isfinite(ev).all()) and not torch.allclose(ev[mask], ev_std[mask])
+    outs = m.custom_enhance(batch, "mcem", {"n_iter": 2, "n_steps": 4, "burn_in": 2, "final_steps": 4, "final_burn_in": 2},
+                            rank=4, seed=0)
+    for o, it in zip(outs, batch.items):
+        assert np.all(np.isfinite(o.estimate)) and o.traces["weights_decoder"].shape == (it.n_frames, 2)
+
+
+def test_evidence_option_reaches_the_switch(pair):
+    assert MixtureVAE.from_models(*pair).switch_config().evidence == "laplace"
+    assert SwitchingVAE.from_models(*pair, evidence="log_joint").switch_config().evidence == "log_joint"
+    with pytest.raises(ValueError, match="evidence"):
+        CompositeConfig.from_dict({"evidence": "exact"})

@@ -13,8 +13,12 @@ model as stated, in ``docs/switching_em.md`` (structured mean-field variational 
   ``latent_posterior="conditional"``):
   - each component's latent is sampled from its own posterior given that it generated the
     frame, by random-walk Metropolis-Hastings (``mcem``) or unadjusted Langevin dynamics (``ldem``);
-  - ``q(m)`` from the per-frame "emission" scores ``L_t(k)`` = mean over samples of the log
-    joint ``log N_c(x_t; 0, g_t sigma^2_k + WH) + log p_k(z)``: a softmax for the mixture,
+  - ``q(m)`` from the per-frame "emission" scores ``L_t(k)`` = the frame evidence
+    ``log p(x_t | m_t = k)``, estimated by Laplace: the log joint
+    ``log N_c(x_t; 0, g_t sigma^2_k + WH) + log p_k(z)`` at the mode (the samples' mean refined
+    by Gauss-Newton steps) plus the entropy of the Gaussian posterior approximation
+    (``evidence="laplace"``, default; ``"log_joint"``: the samples' mean log joint alone, the
+    former score, biased towards the narrower posterior); a softmax for the mixture,
     forward-backward for the chain;
   - alternative ``latent_posterior="tempered"`` (mean field ``q(m) prod_k q(z^k)``): the
     latent target's likelihood is tempered by the responsibility ``q(m_t = k)`` and the
@@ -48,6 +52,9 @@ log = logging.getLogger(__name__)
 #: switch state indices (column order of every weight array: 0 = audio, 1 = visual)
 AUDIO, VISUAL = 0, 1
 
+#: per-frame evidence estimates of the conditional switch step (:class:`SwitchConfig`)
+EVIDENCE_KINDS = ("laplace", "log_joint")
+
 #: E-step families usable with the composite models, by the spec's algorithm name
 SWITCH_ESTEPS: Registry = Registry("switching E-step")
 
@@ -64,16 +71,24 @@ class SwitchConfig:
     stay_prob: float = field(default=0.95, metadata={"range": (0.0, 1.0)})  # markov: P(m_t = m_{t-1})
     learn: bool = False  # M-step update of pi (mixture) / the transition matrix (markov), per utterance
     # "conditional": each component's latent is sampled from its own posterior given that it
-    # generated the frame, and the switch compares the per-frame log joints (default; see
+    # generated the frame, and the switch compares the per-frame evidences (default; see
     # docs/switching_em.md 2a'); "tempered": the mean-field factor with the likelihood tempered
     # by the responsibility (prone to winner-takes-all collapse with real VAEs)
     latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})
+    # conditional variant only: the per-frame evidence log p(x_t | m_t = k) of the switch step.
+    # "laplace": log joint at the samples' mean + the entropy of the Laplace (Gauss-Newton)
+    # approximation of the component's posterior (default; docs/switching_em.md 2a'');
+    # "log_joint": the mean log joint alone (the former score, biased towards the component with
+    # the narrower posterior)
+    evidence: str = field(default="laplace", metadata={"choices": EVIDENCE_KINDS})
 
     def __post_init__(self) -> None:
         if self.kind not in ("mixture", "markov"):
             raise ValueError(f"SwitchConfig.kind: expected 'mixture' or 'markov', got {self.kind!r}")
         if self.latent_posterior not in ("conditional", "tempered"):
             raise ValueError(f"SwitchConfig.latent_posterior: expected 'conditional' or 'tempered', got {self.latent_posterior!r}")
+        if self.evidence not in EVIDENCE_KINDS:
+            raise ValueError(f"SwitchConfig.evidence: expected one of {EVIDENCE_KINDS}, got {self.evidence!r}")
         for name in ("prior_av", "stay_prob"):
             v = getattr(self, name)
             if not (0.0 < v < 1.0):
@@ -330,7 +345,8 @@ def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[i
                     log_prior: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``L_t(k) = mean_r -sum_f (log Vx_{k,r} + X2 / Vx_{k,r})`` (the ``-F log pi`` constant
     dropped) for the samples of each component, stacked ``[B, T, K]`` in float64; with
-    ``log_prior [P, B, T]`` the sample's ``log p_k(z_r)`` is added (the per-frame log joint)."""
+    ``log_prior [P, B, T]`` the sample's ``log p_k(z_r)`` is added (the per-frame log joint:
+    the ``log_joint`` evidence of the conditional variant, without the posterior entropy)."""
     WH = noise_var(W, H)
     out, i = [], 0
     for n in n_per_comp:
@@ -343,6 +359,93 @@ def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[i
         out.append(acc / n)
         i += n
     return torch.stack(out, dim=-1)
+
+
+def posterior_precision(comp: "Component", z: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
+                        rel_step: float = 1e-2, chunk: int = 16, X2: Optional[torch.Tensor] = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Gauss-Newton precision ``Lambda [B, T, L, L]`` (float64) of component ``comp``'s per-frame
+    posterior ``p(z_t | x_t, m_t = k)`` at ``z [B, T, L]``, and the decoder log-variance
+    ``d(z) [B, T, F]``::
+
+        Lambda = J^T diag(a^2) J + diag(exp(-prior_logvar)),   a_f = g sigma^2_f / Vx_f
+
+    ``J^T diag(a^2) J`` is the Fisher information of the complex Gaussian likelihood in ``z``
+    (positive semi-definite, unlike the observed Hessian); the prior precision is the
+    component's own prior (N(0, I), or the visual prior p(z | v) of an AV-CVAE).
+    ``J = d log sigma^2 / d z`` by forward differences with a step of ``rel_step`` times the prior
+    std of each latent dimension (so the result does not depend on the scale of the latent);
+    ``L`` extra decoded samples, in chunks of ``chunk`` dimensions. For a decoder with temporal
+    context the perturbation moves every frame's latent at once, so ``J`` also picks up
+    cross-frame terms (an approximation; the suite's decoders are frame-wise)."""
+    L = z.shape[-1]
+    with torch.no_grad():
+        h = rel_step * torch.exp(0.5 * comp.prior_logvar.to(z.dtype)).expand_as(z)  # [B, T, L]
+        d0 = comp.decode(z)
+        gs = g[..., None] * torch.exp(d0)
+        a2 = (gs / (gs + WH).clamp_min(EPS)).double() ** 2
+        Js = []
+        for s in range(0, L, chunk):
+            idx = torch.arange(s, min(L, s + chunk), device=z.device)
+            E = torch.nn.functional.one_hot(idx, L).to(z.dtype)[:, None, None, :]  # [n, 1, 1, L]
+            hs = h.movedim(-1, 0)[idx][..., None]  # [n, B, T, 1]
+            Js.append((comp.decode(z[None] + E * hs) - d0) / hs)
+        J = torch.cat(Js, 0).double()  # [L, B, T, F]
+        lam = torch.einsum("ibtf,jbtf->btij", J * a2, J)
+        prec = torch.exp(-comp.prior_logvar.double()).expand(*z.shape)
+        lam = lam + torch.diag_embed(prec)
+        grad = None
+        if X2 is not None:  # gradient of the negative log joint: J^T [a (1 - |x|^2 / Vx)] + prior precision (z - mu)
+            a = a2.sqrt()
+            r = a * (1.0 - X2.double() * a / gs.double().clamp_min(EPS))
+            grad = torch.einsum("ibtf,btf->bti", J, r) + prec * (z.double() - comp.prior_mu.double())
+    return lam, d0, grad
+
+
+def gaussian_entropy(lam: torch.Tensor) -> torch.Tensor:
+    """Entropy ``L/2 (1 + log 2 pi) - 1/2 log det Lambda`` of ``N(., Lambda^-1)``, ``lam [..., L, L]``."""
+    L = lam.shape[-1]
+    chol, info = torch.linalg.cholesky_ex(lam)
+    logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    if bool((info != 0).any()):  # numerically indefinite (not expected: Lambda >= the prior precision)
+        logdet = torch.where(info == 0, logdet, torch.linalg.slogdet(lam)[1])
+    return 0.5 * L * (1.0 + math.log(2.0 * math.pi)) - 0.5 * logdet
+
+
+def laplace_evidence(comp: "Component", z: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
+                     mask: torch.Tensor, rel_step: float = 1e-2, newton_steps: int = 2) -> torch.Tensor:
+    """Laplace estimate of the frame evidence ``log p(x_t | m_t = k)`` ``[B, T]`` (float64, 0 on
+    padding; the ``-F log pi`` constant dropped as in :func:`emission_scores`)::
+
+        log p(x_t | z*) + log p_k(z*) + H[N(z*, Lambda^-1)] - L/2
+          = log p(x_t | z*) + log p_k(z*) + L/2 log 2 pi - 1/2 log det Lambda(z*)
+
+    i.e. the log joint plus the posterior entropy (``- L/2``: the mean log joint under a
+    Gaussian posterior is ``L/2`` below its value at the mode), with ``Lambda`` from
+    :func:`posterior_precision`. ``z* `` is the mode estimate: ``z [B, T, L]`` (the mean of the
+    component's posterior samples) moved by ``newton_steps`` Gauss-Newton steps, each kept only
+    on the frames where it raises the log joint, so the score depends on the samplers' mixing
+    as little as possible. Without the entropy a component with a narrower posterior wins
+    frames it explains no better (``docs/switching_em.md``, section 2a'')."""
+
+    def log_joint(zz: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        Vx = (g[..., None] * torch.exp(d) + WH).clamp_min(EPS)
+        return -(Vx.log() + X2 / Vx).sum(-1, dtype=torch.float64) + log_prior_density(comp, zz).double()
+
+    with torch.no_grad():
+        lam, d0, grad = posterior_precision(comp, z, WH, g, rel_step, X2=X2)
+        lj = log_joint(z, d0)
+        for _ in range(newton_steps):
+            z1 = z - torch.linalg.solve(lam, grad.unsqueeze(-1)).squeeze(-1).to(z.dtype)
+            lam1, d1, grad1 = posterior_precision(comp, z1, WH, g, rel_step, X2=X2)
+            lj1 = torch.nan_to_num(log_joint(z1, d1), nan=-math.inf)
+            up = lj1 > lj
+            z = torch.where(up[..., None], z1, z)
+            lam = torch.where(up[..., None, None], lam1, lam)
+            grad = torch.where(up[..., None], grad1, grad)
+            lj = torch.where(up, lj1, lj)
+        ev = lj + gaussian_entropy(lam) - 0.5 * z.shape[-1]
+    return torch.where(mask.bool(), ev, torch.zeros((), dtype=ev.dtype, device=ev.device))
 
 
 def particle_weights(post: torch.Tensor, n_per_comp: Sequence[int]) -> torch.Tensor:
@@ -382,6 +485,7 @@ class EStepResult:
     z: torch.Tensor  # [C, B, T, L] chain state to warm-start the next E-step
     acceptance: Optional[torch.Tensor] = None  # [B] MH acceptance rate over the real frames
     log_prior: Optional[torch.Tensor] = None  # [R, B, T] log p_k(z_r) of the samples
+    z_mean: Optional[torch.Tensor] = None  # [B, T, L] mean of the samples' latents (Laplace point)
 
 
 def mh_estep(
@@ -394,6 +498,7 @@ def mh_estep(
     with torch.no_grad():
         U, sig2 = _neg_log_target(comp, z, resp, X2, WH, g, mask)
         kept, kept_lp = [], []
+        z_sum = torch.zeros_like(z)
         n_acc = torch.zeros_like(U)
         std = math.sqrt(proposal_var)
         for step in range(n_steps):
@@ -408,10 +513,12 @@ def mh_estep(
             if step >= burn_in:
                 kept.append(sig2)
                 kept_lp.append(log_prior_density(comp, z))
+                z_sum += z
         n_real = (mask.sum(-1) * C * n_steps).to(U.dtype)
         rate = n_acc.sum((0, 2)) / n_real.clamp_min(1)
         rate = torch.where(n_real > 0, rate, torch.full_like(rate, float("nan")))
-        return EStepResult(torch.cat(kept, 0), z, rate, torch.cat(kept_lp, 0))
+        z_mean = z_sum.sum(0) / (C * (n_steps - burn_in))
+        return EStepResult(torch.cat(kept, 0), z, rate, torch.cat(kept_lp, 0), z_mean)
 
 
 def langevin_estep(
@@ -421,7 +528,7 @@ def langevin_estep(
 ) -> EStepResult:
     """Unadjusted Langevin ``z <- z - lr grad U + sqrt(2 lr) xi`` on ``C`` parallel chains (plus
     the optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM), then the ``sqrt(eta) N(0, I)``
-    kick (trap T6, at the end of the E-step as in :mod:`models.enhancement.ldem`); the chains'
+    kick (trap T6 of ``docs/references.md``, at the end of the E-step as in :mod:`models.enhancement.ldem`); the chains'
     states are the samples (as in the published LDEM)."""
     C, L = z.shape[0], z.shape[-1]
     std = math.sqrt(2.0 * lr)
@@ -439,7 +546,7 @@ def langevin_estep(
         z = torch.where(mask[..., None], z + math.sqrt(eta) * rnd.randn((C,), (L,)), z)
     with torch.no_grad():
         sig2 = torch.exp(comp.decode(z))
-    return EStepResult(sig2, z, None, log_prior_density(comp, z))
+    return EStepResult(sig2, z, None, log_prior_density(comp, z), z.mean(0))
 
 
 # ----------------------------------------------------------------------------------------
@@ -533,11 +640,15 @@ def run_switching_em(
     costs, fes, accs = [], [], []
     prev_cost: Optional[torch.Tensor] = None
 
-    def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor, Optional[torch.Tensor]]:
-        """E-step ``it`` (-1: the final estimate) of both components on the frames ``fmask``."""
+    laplace = not tempered and switch.evidence == "laplace"
+
+    def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+        """E-step ``it`` (-1: the final estimate) of both components on the frames ``fmask``:
+        the samples' variances ``[P, B, T, F]``, samples per component, MH acceptance ``[B]`` and
+        the switch emissions ``L_t(k) [B, T, 2]`` (float64) with the current W, H, g."""
         WH = noise_var(W, H)
         final = it < 0
-        sig_all, n_per, acc, lps = [], [], [], []
+        sig_all, n_per, acc, lps, evs = [], [], [], [], []
         for k, comp in enumerate(components):
             resp = post[..., k] if tempered else fmask.to(dt)
             if sampler == "mh":
@@ -546,7 +657,7 @@ def run_switching_em(
                 r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, estep.proposal_var)
                 acc.append(r.acceptance)
             elif final:  # Langevin: the chains' current states, as published
-                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]))
+                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]), zs[k].mean(0))
             else:
                 r = langevin_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, estep.n_steps, estep.lr,
                                    float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)), eta)
@@ -554,8 +665,15 @@ def run_switching_em(
             sig_all.append(r.sig2)
             lps.append(r.log_prior)
             n_per.append(r.sig2.shape[0])
+            if laplace:
+                evs.append(laplace_evidence(comp, r.z_mean, X2, WH, g, fmask))
         rate = torch.stack(acc).mean(0) if acc else nan.clone()
-        return torch.cat(sig_all, 0), n_per, rate, (None if tempered else torch.cat(lps, 0))
+        sig2 = torch.cat(sig_all, 0)
+        if laplace:
+            emit = torch.stack(evs, dim=-1)
+        else:
+            emit = emission_scores(X2, sig2, n_per, W, H, g, None if tempered else torch.cat(lps, 0))
+        return sig2, n_per, rate, emit
 
     iters: Any = range(n_iter)
     if progress:
@@ -565,9 +683,9 @@ def run_switching_em(
     with torch.no_grad():
         for it in iters:
             fmask = mask & active[:, None]
-            sig2, n_per, acc, lp = run_estep(it, fmask)
+            sig2, n_per, acc, emit = run_estep(it, fmask)
             # E-step of the switch with the new samples (stopped utterances keep theirs)
-            new_post, pair, log_z = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g, lp), mask, sp)
+            new_post, pair, log_z = switch_posterior(emit, mask, sp)
             post = torch.where(active[:, None, None], new_post.to(dt), post)
             fes.append(torch.where(active, (-log_z / n_bins).to(dt), nan))
             # M-step (zero weights freeze the stopped utterances' H and g; W is restored below)
@@ -590,8 +708,8 @@ def run_switching_em(
                 if not bool(active.any()):
                     break
         # final estimate: fresh (longer) chains for every utterance, then q(m), then the filter
-        sig2, n_per, final_acc, lp = run_estep(-1, mask)
-        post, pair, _ = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g, lp), mask, sp)
+        sig2, n_per, final_acc, emit = run_estep(-1, mask)
+        post, pair, _ = switch_posterior(emit, mask, sp)
         post = post.to(dt)
         wts = particle_weights(post, n_per)
         WH = noise_var(W, H)
