@@ -32,14 +32,30 @@ def _strip_window(level: np.ndarray, n: int, width: int) -> slice:
     return slice(start, start + min(width, n))
 
 
-def corruption_grid(lips: np.ndarray, out_png: Path, *, seed: int = 0, kinds: Sequence[str] | None = None,
-                    severities: Sequence[float] = DEFAULT_SEVERITIES, title: str = "") -> Path:
-    """Write the corruption grid of ``lips`` (uint8 N x H x W) to ``out_png``."""
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _write(fig: Any, out_png: Path, title: str) -> Path:
+    """Title and lay out ``fig``, write it to ``out_png`` (110 dpi) and close it."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    _pyplot().close(fig)
+    return out_png
+
+
+def corruption_grid(lips: np.ndarray, out_png: Path, *, seed: int = 0, kinds: Sequence[str] | None = None,
+                    severities: Sequence[float] = DEFAULT_SEVERITIES, title: str = "") -> Path:
+    """Write the corruption grid of ``lips`` (uint8 N x H x W) to ``out_png``."""
+    plt = _pyplot()
     kinds = list(kinds or CORRUPTIONS.names())
     n = len(lips)
     fig, axes = plt.subplots(len(kinds) + 1, len(severities), figsize=(4.2 * len(severities), 1.25 * (len(kinds) + 1)),
@@ -63,27 +79,17 @@ def corruption_grid(lips: np.ndarray, out_png: Path, *, seed: int = 0, kinds: Se
                 ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
             if i == 0:
                 ax.set_title(f"severity {sev:g}", fontsize=9)
-    fig.suptitle(title or "visual corruptions", fontsize=10)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return _write(fig, out_png, title or "visual corruptions")
 
 
 def spectrogram_grid(utt: Any, noise_sources: dict[str, Any], out_png: Path, *, snrs: Sequence[float] = DEFAULT_SNRS,
                      definition: str = "energy", seed: int = 0, allow_loop: bool = True, title: str = "") -> Path:
     """Write clean + mixture spectrograms at ``snrs`` for each noise source to ``out_png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from models.spectral import STFTConfig, power_spectrogram
 
     cfg = STFTConfig()
     names = list(noise_sources)
-    fig, axes = plt.subplots(len(names), len(snrs) + 1, figsize=(3.2 * (len(snrs) + 1), 2.3 * len(names)), squeeze=False)
+    fig, axes = _pyplot().subplots(len(names), len(snrs) + 1, figsize=(3.2 * (len(snrs) + 1), 2.3 * len(names)), squeeze=False)
     dur = utt.audio.size / utt.sample_rate
 
     def show(ax, x, label):
@@ -102,12 +108,7 @@ def spectrogram_grid(utt: Any, noise_sources: dict[str, Any], out_png: Path, *, 
             item = make_item(utt, cond, noise_sources[name])
             show(axes[i, j + 1], item.mixture, f"{name} @ {snr:g} dB (measured {item.info['snr_measured_db']:.2f})")
         axes[i, -1].set_xlabel("s", fontsize=7)
-    fig.suptitle(title or "mixtures", fontsize=10)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return _write(fig, out_png, title or "mixtures")
 
 
 def preview_utterance(corpus_root: Path | str, utt_id: str | None, out_dir: Path | str, *, noises: Sequence[str],
