@@ -46,7 +46,9 @@ def test_paper_table_protocol():
     assert set(spec.enhance.algorithms) == {"mcem", "vem", "ldem"}
     from models.registry import FUSIONS
 
-    assert {m.fusion for m in spec.models if m.fusion} == set(FUSIONS.names())
+    # every competing fusion; the diagnostics' controls (oracle, constant weight) are not competitors
+    competitors = {n for n in FUSIONS.names() if not getattr(FUSIONS.get(n), "control", None)}
+    assert {m.fusion for m in spec.models if m.fusion} == competitors
     vs = load_spec("visual-stress")
     from benchmark.conditions.corruptions import CORRUPTIONS
 

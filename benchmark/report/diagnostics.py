@@ -285,6 +285,8 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
         row["weights"] = (sources.get(s) or "yes") if has else "no weights"
         row["control"] = control_of(fusion_of.get(s))
     out = pd.DataFrame(list(rows.values()))
+    if not out.empty:  # the labels next to the system: which are controls, which have no weights
+        out = out[["system", "control", "weights"] + [c for c in out.columns if c not in ("system", "control", "weights")]]
     if systems is not None and not out.empty:
         order = {s: i for i, s in enumerate(systems)}
         out = out.sort_values("system", key=lambda c: c.map(lambda s: order.get(s, 1e9))).reset_index(drop=True)

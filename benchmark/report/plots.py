@@ -185,7 +185,8 @@ def weight_distributions(frames: pd.DataFrame, pal: Mapping[str, str], order: Se
 def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence[str], stem: Path) -> list[Path]:
     """One chart for every system with a model: left, the AUC of its visual weight separating
     clean from corrupted frames (with CI; "no weights" when it has none); right, the drop of
-    SI-SDR improvement from clean to fully corrupted video (with CI)."""
+    SI-SDR improvement from clean to fully corrupted video (with CI). The diagnostics' controls
+    (the ``control`` column, e.g. the oracle) are hatched and named as controls."""
     if rel is None or rel.empty or not ({"auc", "si_sdr_drop"} & set(rel.columns)):
         return []
     plt = _plt()
@@ -194,23 +195,25 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
     y = np.arange(len(systems))[::-1]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 0.48 * len(systems) + 1.6), sharey=True)
     cols = [colour_of(pal, s) for s in systems]
+    control = {s: str(r.loc[s, "control"]) if "control" in r and isinstance(r.loc[s, "control"], str) else "" for s in systems}
     ax = axes[0]
     if "auc" in r:
         for yi, s, c in zip(y, systems, cols):
             a = r.loc[s, "auc"]
             if np.isfinite(a):
                 lo, hi = r.loc[s, "auc_ci_low"], r.loc[s, "auc_ci_high"]
-                ax.barh(yi, a - 0.5, left=0.5, color=c, height=0.62)
+                ax.barh(yi, a - 0.5, left=0.5, color=c, height=0.62, hatch="//" if control[s] else None)
                 if np.isfinite(lo):
                     ax.errorbar(a, yi, xerr=[[a - lo], [hi - a]], color="#222", capsize=3, lw=1)
                 ax.text(max(a, hi if np.isfinite(hi) else a) + 0.01, yi, f"{a:.2f}", va="center", fontsize=9)
             else:
-                ax.text(0.51, yi, "no weights", va="center", fontsize=9, color="#777", style="italic")
+                why = "no weights" if "weights" not in r or r.loc[s, "weights"] == "no weights" else "no corrupted frames"
+                ax.text(0.51, yi, why, va="center", fontsize=9, color="#777", style="italic")
     ax.axvline(0.5, color="#555", lw=0.9)
     ax.set_xlim(0.45, 1.06)
     ax.set_xlabel("AUC: visual weight, clean vs corrupted frames\n(0.5 = blind to corruption, 1 = perfect)")
     ax.set_yticks(y)
-    ax.set_yticklabels(systems)
+    ax.set_yticklabels([f"{s}\n[{control[s]}]" if control[s] else s for s in systems])
     ax.set_title("Do the weights see the corruption?", fontsize=11)
     ax = axes[1]
     if "si_sdr_drop" in r:
@@ -218,7 +221,7 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
             d = r.loc[s, "si_sdr_drop"]
             if np.isfinite(d):
                 lo, hi = r.loc[s, "drop_ci_low"], r.loc[s, "drop_ci_high"]
-                ax.barh(yi, d, color=c, height=0.62)
+                ax.barh(yi, d, color=c, height=0.62, hatch="//" if control[s] else None)
                 if np.isfinite(lo):
                     ax.errorbar(d, yi, xerr=[[d - lo], [hi - d]], color="#222", capsize=3, lw=1)
     ax.axvline(0, color="#555", lw=0.9)
