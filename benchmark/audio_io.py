@@ -54,17 +54,25 @@ def validate_audio(
     return x
 
 
-def read_audio(path: str | os.PathLike, *, expected_sr: int = SAMPLE_RATE, validate: bool = True, **kw) -> np.ndarray:
-    """Read a wav/flac file as float32 mono at ``expected_sr``; validated unless told otherwise."""
+def read_sound(path: str | os.PathLike, *, always_2d: bool = False) -> tuple[np.ndarray, int]:
+    """The float32 samples (``[n]`` mono / ``[n, channels]``, or always ``[n, channels]`` with
+    ``always_2d``) and the sample rate of a wav/flac file; a :class:`DataError` when it is missing
+    or unreadable."""
     import soundfile as sf
 
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
     try:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        x, sr = sf.read(str(path), dtype="float32", always_2d=always_2d)
     except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError on corrupt files
         raise DataError(path, f"cannot read audio ({type(exc).__name__}: {exc})") from exc
+    return x, int(sr)
+
+
+def read_audio(path: str | os.PathLike, *, expected_sr: int = SAMPLE_RATE, validate: bool = True, **kw) -> np.ndarray:
+    """Read a wav/flac file as float32 mono at ``expected_sr``; validated unless told otherwise."""
+    x, sr = read_sound(path)
     if not validate:
         if sr != expected_sr:
             raise DataError(path, f"wrong sample rate {sr} Hz (expected {expected_sr} Hz)")

@@ -408,26 +408,28 @@ def lighting(frames, s, rng, *, fraction=None):
 # temporal corruptions
 
 
-@corruption("frame-drop")
-def frame_drop(frames, s, rng, *, fraction=None):
-    """Frame drops: 50 % * severity of the frames (bursts + scattered) replaced by black; level 1."""
+def _lost_frames(frames: np.ndarray, s: float, rng: np.random.Generator, fraction: Optional[float],
+                 fill: Callable[[np.ndarray], np.ndarray | int]) -> tuple[np.ndarray, np.ndarray]:
+    """50 % * severity of the frames (or ``fraction``; bursts + scattered) replaced by
+    ``fill(idx)``; level 1 there (their content is gone)."""
     out = frames.copy()
     level = np.zeros(len(frames), np.float32)
     for idx in frame_schedule(len(frames), 0.5 * s if fraction is None else fraction, rng, scattered=0.3):
-        out[idx] = 0
+        out[idx] = fill(idx)
         level[idx] = 1.0
     return out, level
+
+
+@corruption("frame-drop")
+def frame_drop(frames, s, rng, *, fraction=None):
+    """Frame drops: 50 % * severity of the frames (bursts + scattered) replaced by black; level 1."""
+    return _lost_frames(frames, s, rng, fraction, lambda idx: 0)
 
 
 @corruption("freeze")
 def freeze(frames, s, rng, *, fraction=None):
     """Frozen frames: 50 % * severity of the frames (bursts + scattered) repeat the last good frame; level 1."""
-    out = frames.copy()
-    level = np.zeros(len(frames), np.float32)
-    for idx in frame_schedule(len(frames), 0.5 * s if fraction is None else fraction, rng, scattered=0.3):
-        out[idx] = frames[max(int(idx[0]) - 1, 0)]
-        level[idx] = 1.0
-    return out, level
+    return _lost_frames(frames, s, rng, fraction, lambda idx: frames[max(int(idx[0]) - 1, 0)])
 
 
 @corruption("low-fps")

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from benchmark.audio_io import (  # read_video: adapters call it as C.read_video
-    SAMPLE_RATE, DataError, check_av_duration, read_video, validate_audio, validate_lips, write_audio, write_lips,
+    SAMPLE_RATE, DataError, check_av_duration, read_sound, read_video, validate_audio, validate_lips, write_audio,
+    write_lips,
 )
 from benchmark.configtools import ConfigError
 from benchmark.corpus.manifest import ManifestRow, write_manifest
@@ -107,15 +108,7 @@ def load_audio(path: str | os.PathLike, *, allow_downmix: bool = False, sr: int 
     """Read any wav/flac as float32 mono at ``sr``: resampled with soxr (logged) when needed;
     multichannel audio is an error unless ``allow_downmix`` (then the channels are averaged).
     The result is validated (NaN/inf, silence, clipping, length)."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    try:
-        x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise DataError(path, f"cannot read audio ({type(exc).__name__}: {exc})") from exc
+    x, file_sr = read_sound(path, always_2d=True)
     if x.shape[1] > 1:
         if not allow_downmix:
             raise DataError(path, f"audio has {x.shape[1]} channels (stereo/multichannel); set corpus.options.allow_downmix=true to average them")
