@@ -118,6 +118,34 @@ def test_controls_read_right_end_to_end(tmp_path):
     assert diag.metric_drop(res[res["system"] == "a-vae"], n_boot=20).loc[0, "drop"] == 0.0
 
 
+def test_oracle_gets_the_augmentation_levels_in_training():
+    """The training batches carry the visual augmentation's per-frame level to the oracle."""
+    from models.features import ClipItem
+    from models.spectral import STFTConfig, power_spectrogram
+    from models.training import _Batcher, _run_epoch
+
+    rng = np.random.default_rng(0)
+    items = []
+    for k in range(2):
+        x, lips, fps = synth_utterance(rng, 0.6)
+        P = power_spectrogram(x / np.max(np.abs(x))).float()
+        items.append(ClipItem(utt_id=f"u{k}", speaker="s", power=P, lips_video=lips, fps=fps))
+
+    def augment(frames, utt_id, epoch):
+        level = np.zeros(len(frames), np.float32)
+        level[: len(frames) // 2] = 0.4
+        return frames, level
+
+    model = _av("oracle-reliability")
+    seen = []
+    model.fusion_dec.register_forward_hook(lambda m, args, kwargs, out: seen.append(out.weights.detach()), with_kwargs=True)
+    batcher = _Batcher(items, 16, 4, True, augment, STFTConfig())
+    _run_epoch(model, batcher, 0, torch.device("cpu"), 1.0, torch.optim.Adam(model.parameters(), 1e-3), None,
+               torch.Generator().manual_seed(0))
+    w = torch.cat([s[..., 1].reshape(-1) for s in seen])
+    assert torch.isclose(w, torch.tensor(0.6)).any() and torch.isclose(w, torch.tensor(1.0)).any()
+
+
 def test_vem_encoder_posterior_gives_the_oracle_its_level():
     """VEM's per-utterance encoder copies (posterior='encoder') also see the true level."""
     model = _av("oracle-reliability")
