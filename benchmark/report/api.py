@@ -293,7 +293,8 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
             h.figure(figs[key][0], {"snr_delta_si_sdr": "SI-SDR improvement vs input SNR (bands: 95% bootstrap CI over utterances).",
                                     "research": "Do reliability weights track corrupted video, and does it pay off? Left: "
                                     "AUC of the visual weight separating clean from corrupted frames. Right: loss of "
-                                    "SI-SDR improvement from clean to fully corrupted video."}[key])
+                                    "SI-SDR improvement from clean to fully corrupted video. Hatched: the diagnostics' controls "
+                                    "(oracle: must read ~1; constant weight: 0.5), not competitors."}[key])
     h.section("Quality tables")
     for m in metrics:
         h.heading(metric_short(m))

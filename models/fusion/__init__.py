@@ -2,7 +2,8 @@
 class by name in :data:`models.registry.FUSIONS` (which imports every module of this package on
 first lookup, so a new fusion is one new file: ``docs/extending.md``), plus :func:`build_fusion`
 and :func:`describe_costs` for ``run_benchmark.py list``. ``constant`` is a negative control
-(fixed weight), not a method."""
+(fixed weight) and ``oracle-reliability`` a positive control (told the true corruption level),
+not methods."""
 from __future__ import annotations
 
 from models.fusion.base import (Fusion, FusionConfig, FusionOutput, TemporalContext, contribution_weights,
