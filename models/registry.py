@@ -1,7 +1,8 @@
 """Registries of the research core: speech models, fusion modules and visual front-ends."""
 from benchmark.registry import Registry
 
-MODELS: Registry = Registry("model", modules=("models.vae", "models.mixture"))
+# every module of models/ (imported on first lookup): a new speech model is one new file there
+MODELS: Registry = Registry("model", package="models")
 # every module of models/fusion/ (a new fusion is one new file), each registering a Fusion subclass
 FUSIONS: Registry = Registry("fusion", package="models.fusion", base="models.fusion.base.Fusion")
 FRONTENDS: Registry = Registry("visual front-end", modules=("models.visual",))
