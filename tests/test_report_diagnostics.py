@@ -166,3 +166,15 @@ def test_runner_row_summaries_are_the_report_numbers(tmp_path):
         for c in WEIGHT_COLUMNS:
             assert row[c] == pytest.approx(ref[c], nan_ok=True), (r.system, r.item_id, c)
     assert all(np.isnan(v) for v in weight_summaries(tmp_path / "missing.npz").values())
+
+
+def test_controls_are_not_ranked_in_paper_tables():
+    rng = np.random.default_rng(2)
+    rows = []
+    for u in range(6):
+        for mid, fu, d in (("av-vae/gated", "gated", 1.0), ("av-vae/oracle-reliability", "oracle-reliability", 3.0)):
+            rows.append({"utt_id": f"u{u}", "condition_id": "c0", "snr_db": 0.0, "model_id": mid, "fusion": fu,
+                         "model": "av-vae", "algorithm": "ldem", "si_sdr": d + rng.normal(0, 0.1), "status": "ok"})
+    df = add_system_column(pd.DataFrame(rows))
+    t = paper_table(df, "si_sdr", systems=system_order(df), n_boot=50)
+    assert t.best.loc["av-vae/gated"].all() and not t.best.loc["av-vae/oracle-reliability"].any()

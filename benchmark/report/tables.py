@@ -2,7 +2,8 @@
 
 Each cell is the mean over utterances and conditions with the half-width of its bootstrap CI;
 the best system per column is bold (among systems with a model: baselines such as the noisy
-input or an oracle are shown but not ranked); significance markers say that a system is
+input or an oracle, and the reliability diagnostics' controls such as the ``oracle-reliability``
+fusion, are shown but not ranked); significance markers say that a system is
 significantly *better* than a reference (Wilcoxon signed-rank on paired utterances/conditions,
 Holm-corrected over every test of the table, p < alpha). Tables are written as Markdown, LaTeX
 (booktabs, ready to ``\\input``) and CSV (long, every number: mean, median, CI, counts, p).
@@ -214,7 +215,12 @@ def paper_table(
                     mk = MARKERS[refs.index(td["reference"]) % len(MARKERS)]
                     markers.loc[td["system"], td["tcolumn"]] += mk
     has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"]) if "model_id" in df else set(systems)
-    rankable = [s for s in systems if s in has_model] or systems
+    controls = set()  # the diagnostics' controls (e.g. the oracle-reliability fusion) are never ranked
+    if {"system", "fusion"}.issubset(df.columns):
+        from benchmark.report.diagnostics import control_of
+
+        controls = {s for s, f in df[["system", "fusion"]].drop_duplicates().itertuples(index=False) if control_of(f)}
+    rankable = [s for s in systems if s in has_model and s not in controls] or systems
     best = pd.DataFrame(False, index=systems, columns=columns)
     for c in columns:
         col = mean.loc[rankable, c].dropna()
