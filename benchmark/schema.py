@@ -13,6 +13,9 @@ Run folder layout (``runs/<name>/``)::
     failures.parquet                  one row per failed job (stage, key, error, traceback)
 
 ``model_key`` is :func:`model_key` of the model label (``av-vae/gated`` -> ``av-vae__gated``).
+An item is one (utterance, condition): :func:`item_id`; its mixture without the visual condition
+is :func:`pair_id` (shared by the clean- and corrupted-video items of a mixture, which the
+enhancement seeds its random streams from: common random numbers).
 
 Traces ``.npz`` keys (all optional but ``cost``): ``weights_encoder`` and ``weights_decoder``
 ``[T, 2]`` (column 1 = visual weight, at the STFT frame rate), ``corruption_stft`` ``[T]``
