@@ -392,3 +392,39 @@ def test_same_seed_same_result_other_seed_other_samples():
     c = _run_batch(D, X2, lips, mask, ["x2", "y2"], "mixture", cfg)
     assert torch.equal(a.wiener_gain, b.wiener_gain) and torch.equal(a.cost, b.cost)
     assert not torch.equal(a.cost, c.cost)
+
+
+# -- the shared samplers ------------------------------------------------------------------------
+def test_shared_samplers_sample_a_gaussian_and_are_picked_by_the_config_class():
+    from models.enhancement.samplers import Langevin, RandomWalkMH
+    from models.enhancement.switching import sampler_for
+
+    assert isinstance(sampler_for(MCEM_SMALL), RandomWalkMH) and sampler_for(MCEM_SMALL).proposal_var == MCEM_SMALL.proposal_var
+    lg = sampler_for(LDEM_SMALL)
+    assert isinstance(lg, Langevin) and (lg.lr, lg.n_steps, lg.eta) == (LDEM_SMALL.lr, LDEM_SMALL.n_steps, LDEM_SMALL.eta)
+    with pytest.raises(TypeError, match="no switching E-step"):
+        sampler_for(object())
+    # target N(1, 0.25) on every frame: U = lik + 1/2 quad with lik = 0, quad = (z - 1)^2 / 0.25
+    B, T = 2, 400
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 300:] = False
+    gens = [torch.Generator().manual_seed(i) for i in range(B)]
+    from models.enhancement.batch import per_item_randn
+
+    lengths = [T, 300]
+    randn = lambda lead, tail=(): per_item_randn(gens, lengths, T, leading=lead, tail=tail, dtype=DT)  # noqa: E731
+    rand = lambda lead, tail=(): per_item_randn(gens, lengths, T, leading=lead, tail=tail, dtype=DT, uniform=True)  # noqa: E731
+    energy = lambda z: (torch.zeros(z.shape[:-1], dtype=DT), ((z - 1.0) ** 2 / 0.25).sum(-1) * mask)  # noqa: E731
+    z0 = torch.zeros(B, T, 1, dtype=DT)
+    res = RandomWalkMH(0.3).run(z0, energy(z0), energy, mask, randn, rand, 60, 20)
+    kept = res.kept[:, mask]  # [40, frames, 1]
+    print(f"MH: mean {kept.mean():.3f}, var {kept.var():.3f} (target 1, 0.25)")
+    assert abs(float(kept.mean()) - 1.0) < 0.05 and abs(float(kept.var()) - 0.25) < 0.05
+    assert float(res.z[1, 300:].abs().sum()) == 0.0 and float(res.accepted[1, 300:].sum()) == 0.0  # padding never moves
+    rate = RandomWalkMH.rate(res.accepted, mask, 60)
+    assert rate.shape == (B,) and bool(((rate > 0.2) & (rate < 0.9)).all())
+    grad = lambda z, s: 2 * 0.5 * (z - 1.0) / 0.25 * mask[..., None]  # noqa: E731
+    zl = Langevin(0.01, 300, eta=0.0).run(torch.zeros(8, B, T, 1, dtype=DT), grad, randn)
+    print(f"Langevin: mean {zl[:, mask].mean():.3f}, var {zl[:, mask].var():.3f}")
+    assert abs(float(zl[:, mask].mean()) - 1.0) < 0.05 and abs(float(zl[:, mask].var()) - 0.25) < 0.05
+    assert float(zl[:, 1, 300:].abs().sum()) == 0.0

@@ -310,7 +310,7 @@ def run_em(
             n_done[r] += 1
         if cfg.tol is None:
             continue
-        done = (c - prev).abs() < cfg.tol if prev is not None else torch.zeros_like(c, dtype=torch.bool)
+        done = converged(c, prev, cfg.tol)
         prev = c
         if bool(done.any()) and it < cfg.n_iter - 1:
             keep = ~done
@@ -325,6 +325,26 @@ def run_em(
     return [o for o in out if o is not None]
 
 
+def converged(cost: torch.Tensor, prev: Optional[torch.Tensor], tol: Optional[float]) -> torch.Tensor:
+    """Per-utterance stop test ``|cost - prev| < tol`` ``[B]`` on the Monte Carlo cost (all False
+    for the first iteration or without ``tol``); shared by :func:`run_em` and the switching EM."""
+    if prev is None or tol is None:
+        return torch.zeros_like(cost, dtype=torch.bool)
+    return (cost - prev).abs() < tol
+
+
+def wiener_gain(Vs: torch.Tensor, g: torch.Tensor, WH: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The "probabilistic Wiener filter" gain ``[B, T, F]`` of the final estimate ``S = gain * X``:
+    the gain ``g Vs_r / (g Vs_r + WH)`` of each sample ``Vs [R, B, T, F]`` averaged over the
+    samples (``g [B, T]``, ``WH [B, T, F]``), uniformly or with per-frame ``weights [R, B, T]``
+    (the switching EM: responsibility / samples of the component)."""
+    gVs = g.unsqueeze(-1) * Vs
+    ratio = gVs / (gVs + WH).clamp_min(EPS)
+    if weights is None:
+        return ratio.mean(0)
+    return (weights.unsqueeze(-1) * ratio).sum(0)
+
+
 def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], out: list[Optional[ItemResult]],
             costs: torch.Tensor, iter_traces: dict[str, torch.Tensor], n_done: list[int], stft_cfg: STFTConfig) -> None:
     """Final estimate of the utterances of ``ctx`` (original indices ``rows``): latent samples of
@@ -336,8 +356,7 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
         dec_w = _weights(ctx.model, "decoder")
         # a visual prior p(z | v): its precision relative to N(0, I) as a reliability trace
         prior_w = prior_visual_weight(ctx.prior_logvar) if getattr(ctx.model, "uses_visual_prior", False) else None
-        gVs = st.g.unsqueeze(-1) * Vs
-        gain = (gVs / (gVs + st.noise_var()).clamp_min(EPS)).mean(0)  # [B, T, F]
+        gain = wiener_gain(Vs, st.g, st.noise_var())  # [B, T, F]
         S = gain.to(batch.X.dtype) * batch.X
     final = algo.final_traces()
     for b, (item, r) in enumerate(zip(batch.items, rows)):

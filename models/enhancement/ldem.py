@@ -34,6 +34,7 @@ import torch
 from models.enhancement.em import EMAlgorithm, EMConfig, EMContext
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
+from models.enhancement.samplers import Langevin
 
 
 @dataclass
@@ -107,20 +108,17 @@ class LDEM(EMAlgorithm):
 
     def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: LDEMConfig = self.config
-        C, L = cfg.n_chains, ctx.latent_dim
-        z = self.z
-        noise = ctx.randn(leading=(cfg.n_steps, C), tail=(L,)) * math.sqrt(2 * cfg.lr)
         WH = st.noise_var()
-        for s in range(cfg.n_steps):
-            if self._graph is not None:
+
+        def grad(z: torch.Tensor, s: int) -> torch.Tensor:
+            if self._graph is not None:  # the decoder pass of the last E-step's variances, at this z
                 zz, d, Vs = self._graph
             else:
                 (zz, d), Vs = decode_with_graph(ctx, z), None
             self._graph = None
-            grad = energy_grad(ctx, zz, d, st, cfg.prior_weight, cfg.tv, WH, Vs)
-            z = z - cfg.lr * grad + noise[s]
-        if cfg.eta > 0:
-            z = z + math.sqrt(cfg.eta) * ctx.randn(leading=(C,), tail=(L,))
+            return energy_grad(ctx, zz, d, st, cfg.prior_weight, cfg.tv, WH, Vs)
+
+        z = Langevin(cfg.lr, cfg.n_steps, cfg.eta).run(self.z, grad, lambda lead, tail=(): ctx.randn(leading=lead, tail=tail))
         self.z = z.detach()
         zz, d = decode_with_graph(ctx, self.z)
         Vs = torch.exp(d.detach())

@@ -17,7 +17,6 @@ proposal var 0.01, 40 steps / 30 burn-in, final 100 / 75, 100 EM iterations, sto
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,6 +26,7 @@ from benchmark.configtools import FieldError
 from models.enhancement.em import EMAlgorithm, EMConfig, EMContext
 from models.enhancement.nmf import NMFState
 from models.enhancement.registry import ALGORITHMS
+from models.enhancement.samplers import RandomWalkMH
 
 
 @dataclass
@@ -65,37 +65,22 @@ class MCEM(EMAlgorithm):
     @torch.no_grad()
     def _chain(self, ctx: EMContext, st: NMFState, n_steps: int, burn_in: int, keep: str):
         cfg: MCEMConfig = self.config
-        L = ctx.latent_dim
-        steps = ctx.randn(leading=(n_steps,), tail=(L,)) * math.sqrt(cfg.proposal_var)
-        logu = torch.log(ctx.rand(leading=(n_steps,)).clamp_min(1e-30))
-        z = self.z
         WH = st.noise_var()  # fixed during the chain: computed once, not at every MH step
-        nll = ctx.nll_frames(self.var, st, WH=WH)
-        pq = ctx.prior_quad(z)
-        kept = []
-        n_acc = torch.zeros_like(nll)
-        for m in range(n_steps):
-            zp = z + steps[m]
-            nllp = ctx.nll_frames(ctx.decode_var(zp), st, WH=WH)
-            pqp = ctx.prior_quad(zp)
-            log_a = nll - nllp + 0.5 * (pq - pqp)
-            acc = (logu[m] < log_a) & ctx.mask
-            z = torch.where(acc.unsqueeze(-1), zp, z)
-            nll = torch.where(acc, nllp, nll)
-            pq = torch.where(acc, pqp, pq)
-            n_acc += acc.to(n_acc.dtype)
-            if m >= burn_in:
-                kept.append(z)
-        zs = torch.stack(kept)
+
+        def energy(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return ctx.nll_frames(ctx.decode_var(z), st, WH=WH), ctx.prior_quad(z)
+
+        res = RandomWalkMH(cfg.proposal_var).run(
+            self.z, (ctx.nll_frames(self.var, st, WH=WH), ctx.prior_quad(self.z)), energy, ctx.mask,
+            lambda lead, tail=(): ctx.randn(leading=lead, tail=tail), lambda lead: ctx.rand(leading=lead), n_steps, burn_in)
+        zs = res.kept
         # the variances of the kept states, decoded in one batched call instead of being carried
         # through every step with a full [B, T, F] select (for a frame-wise decoder this equals the
         # per-step values; for a decoder with temporal context it is the variance of the state kept)
         vs = ctx.decode_var(zs) if keep == "var" else None
-        self.z = z
-        self.var = vs[-1] if vs is not None else ctx.decode_var(z)
-        nf = ctx.maskf.sum(-1).clamp_min(1)
-        rate = (n_acc * ctx.maskf).sum(-1) / (nf * n_steps)
-        return (vs if keep == "var" else zs), rate
+        self.z = res.z
+        self.var = vs[-1] if vs is not None else ctx.decode_var(res.z)
+        return (vs if keep == "var" else zs), RandomWalkMH.rate(res.accepted, ctx.mask, n_steps)
 
     def e_step(self, ctx: EMContext, st: NMFState, it: int) -> torch.Tensor:
         cfg: MCEMConfig = self.config

@@ -12,7 +12,9 @@ model as stated, in ``docs/switching_em.md`` (structured mean-field variational 
 * posterior factorisation ``q(m) prod_t prod_k q(z^k_t | m_t = k)`` (default,
   ``latent_posterior="conditional"``):
   - each component's latent is sampled from its own posterior given that it generated the
-    frame, by random-walk Metropolis-Hastings (``mcem``) or unadjusted Langevin dynamics (``ldem``);
+    frame, by random-walk Metropolis-Hastings (``mcem``) or unadjusted Langevin dynamics
+    (``ldem``): the sampler objects of :mod:`models.enhancement.samplers` that those
+    single-model algorithms use;
   - ``q(m)`` from the per-frame "emission" scores ``L_t(k)`` = the frame evidence
     ``log p(x_t | m_t = k)``, estimated by Laplace: the log joint
     ``log N_c(x_t; 0, g_t sigma^2_k + WH) + log p_k(z)`` at the mode (the samples' mean refined
@@ -42,10 +44,11 @@ import torch
 
 from benchmark.registry import Registry
 from benchmark.seeding import derive_seed
-from models.enhancement.em import reduce_weights
+from models.enhancement.em import converged, reduce_weights, wiener_gain
 from models.enhancement.ldem import total_variation
 from models.enhancement.batch import per_item_randn
 from models.enhancement.nmf import EPS, noise_var
+from models.enhancement.samplers import Langevin, RandomWalkMH
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ AUDIO, VISUAL = 0, 1
 #: per-frame evidence estimates of the conditional switch step (:class:`SwitchConfig`)
 EVIDENCE_KINDS = ("laplace", "log_joint")
 
-#: E-step families usable with the composite models, by the spec's algorithm name
+#: the algorithms usable with the composite models, by the spec's algorithm name: each maps its
+#: config (``MCEMConfig``/``LDEMConfig``) to the shared sampler (:mod:`models.enhancement.samplers`)
 SWITCH_ESTEPS: Registry = Registry("switching E-step")
 
 
@@ -456,18 +460,17 @@ def particle_weights(post: torch.Tensor, n_per_comp: Sequence[int]) -> torch.Ten
 # ----------------------------------------------------------------------------------------
 # E-steps on each component's tempered posterior
 # ----------------------------------------------------------------------------------------
-def _neg_log_target(
+def frame_energy(
     comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, mask: torch.Tensor,
-    prior_weight: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``U(z) = r_t sum_f (log Vx + X2/Vx) + prior_weight sum_l (z - mu)^2 / var`` per frame
-    ``[..., B, T]`` (``prior_weight = 1/2``: the exact negative log posterior) and the speech
-    variance ``sig2 [..., B, T, F]``."""
+    """The two terms of the latent target's energy per frame ``[..., B, T]`` (0 on padding):
+    ``r_t sum_f (log Vx + X2/Vx)`` and ``sum_l (z - mu)^2 / var``; ``U = lik + prior_weight * quad``
+    (``prior_weight = 1/2``: the exact negative log posterior, tempered by ``r_t``)."""
     sig2 = torch.exp(comp.decode(z))
     Vx = (g[..., None] * sig2 + WH).clamp_min(EPS)
     lik = (Vx.log() + X2 / Vx).sum(-1)
-    pri = prior_weight * ((z - comp.prior_mu) ** 2 * torch.exp(-comp.prior_logvar)).sum(-1)
-    return (resp * lik + pri) * mask, sig2
+    quad = ((z - comp.prior_mu) ** 2 * torch.exp(-comp.prior_logvar)).sum(-1)
+    return resp * lik * mask, quad * mask
 
 
 def log_prior_density(comp: Component, z: torch.Tensor) -> torch.Tensor:
@@ -490,60 +493,41 @@ class EStepResult:
 
 def mh_estep(
     comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
-    mask: torch.Tensor, rnd: UttRandom, n_steps: int, burn_in: int, proposal_var: float,
+    mask: torch.Tensor, rnd: UttRandom, n_steps: int, burn_in: int, sampler: RandomWalkMH,
 ) -> EStepResult:
-    """Random-walk Metropolis-Hastings per frame (frames independent, as in the published MCEM),
-    ``C`` chains ``z [C, B, T, L]`` warm-started; keeps the ``n_steps - burn_in`` last states."""
-    C, L = z.shape[0], z.shape[-1]
+    """Random-walk Metropolis-Hastings per frame (:class:`models.enhancement.samplers.RandomWalkMH`,
+    the sampler of ``mcem``), ``C`` chains ``z [C, B, T, L]`` warm-started; the
+    ``n_steps - burn_in`` last states of every chain are the samples, decoded in one batched call."""
+    C = z.shape[0]
     with torch.no_grad():
-        U, sig2 = _neg_log_target(comp, z, resp, X2, WH, g, mask)
-        kept, kept_lp = [], []
-        z_sum = torch.zeros_like(z)
-        n_acc = torch.zeros_like(U)
-        std = math.sqrt(proposal_var)
-        for step in range(n_steps):
-            zp = z + std * rnd.randn((C,), (L,))
-            Up, sig2p = _neg_log_target(comp, zp, resp, X2, WH, g, mask)
-            u = rnd.rand((C,)).clamp_min(1e-30)
-            accept = (u.log() < (U - Up)) & mask
-            z = torch.where(accept[..., None], zp, z)
-            sig2 = torch.where(accept[..., None], sig2p, sig2)
-            U = torch.where(accept, Up, U)
-            n_acc += accept.to(n_acc.dtype)
-            if step >= burn_in:
-                kept.append(sig2)
-                kept_lp.append(log_prior_density(comp, z))
-                z_sum += z
-        n_real = (mask.sum(-1) * C * n_steps).to(U.dtype)
-        rate = n_acc.sum((0, 2)) / n_real.clamp_min(1)
-        rate = torch.where(n_real > 0, rate, torch.full_like(rate, float("nan")))
-        z_mean = z_sum.sum(0) / (C * (n_steps - burn_in))
-        return EStepResult(torch.cat(kept, 0), z, rate, torch.cat(kept_lp, 0), z_mean)
+        energy = lambda zz: frame_energy(comp, zz, resp, X2, WH, g, mask)  # noqa: E731
+        res = sampler.run(z, energy(z), energy, mask, rnd.randn, rnd.rand, n_steps, burn_in)
+        kept = res.kept.reshape(-1, *res.kept.shape[2:])  # [R * C, B, T, L], step-major
+        sig2 = torch.exp(comp.decode(kept))
+        rate = RandomWalkMH.rate(res.accepted, mask, n_steps)
+        return EStepResult(sig2, res.z, rate, log_prior_density(comp, kept), kept.mean(0))
 
 
 def langevin_estep(
     comp: Component, z: torch.Tensor, resp: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
-    mask: torch.Tensor, rnd: UttRandom, n_steps: int, lr: float, prior_weight: float = 0.5, tv: float = 0.0,
-    eta: float = 0.0,
+    mask: torch.Tensor, rnd: UttRandom, sampler: Langevin, prior_weight: float = 0.5, tv: float = 0.0,
 ) -> EStepResult:
-    """Unadjusted Langevin ``z <- z - lr grad U + sqrt(2 lr) xi`` on ``C`` parallel chains (plus
-    the optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM), then the ``sqrt(eta) N(0, I)``
-    kick (trap T6 of ``docs/references.md``, at the end of the E-step as in :mod:`models.enhancement.ldem`); the chains'
+    """Unadjusted Langevin (:class:`models.enhancement.samplers.Langevin`, the sampler of ``ldem``)
+    on ``C`` parallel chains ``z [C, B, T, L]`` on ``U = lik + prior_weight quad`` (plus the
+    optional ``tv sum_t |z_t - z_{t-1}|`` term of av-dkf's LDEM), then its ``eta`` kick; the chains'
     states are the samples (as in the published LDEM)."""
-    C, L = z.shape[0], z.shape[-1]
-    std = math.sqrt(2.0 * lr)
-    z = z.detach()
-    for _ in range(n_steps):
+
+    def grad(zc: torch.Tensor, _step: int) -> torch.Tensor:
         with torch.enable_grad():
-            zz = z.clone().requires_grad_(True)
-            U, _ = _neg_log_target(comp, zz, resp, X2, WH, g, mask, prior_weight)
-            U = U.sum()
+            zz = zc.detach().requires_grad_(True)
+            lik, quad = frame_energy(comp, zz, resp, X2, WH, g, mask)
+            U = (lik + prior_weight * quad).sum()
             if tv > 0:
                 U = U + tv * total_variation(zz, mask)
-            (grad,) = torch.autograd.grad(U, zz)
-        z = torch.where(mask[..., None], z - lr * grad + std * rnd.randn((C,), (L,)), z).detach()
-    if eta > 0:
-        z = torch.where(mask[..., None], z + math.sqrt(eta) * rnd.randn((C,), (L,)), z)
+            (gr,) = torch.autograd.grad(U, zz)
+        return gr
+
+    z = sampler.run(z.detach(), grad, rnd.randn).detach()
     with torch.no_grad():
         sig2 = torch.exp(comp.decode(z))
     return EStepResult(sig2, z, None, log_prior_density(comp, z), z.mean(0))
@@ -570,13 +554,15 @@ class SwitchEMResult:
     component_weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
-def _sampler_of(estep: Any) -> str:
-    """"mh" or "langevin" from the config's fields (MH configs have ``proposal_var``)."""
-    if hasattr(estep, "proposal_var"):
-        return "mh"
-    if hasattr(estep, "lr"):
-        return "langevin"
-    raise TypeError(f"cannot tell the E-step kind of {type(estep).__name__} (needs proposal_var or lr)")
+def sampler_for(estep: Any) -> RandomWalkMH | Langevin:
+    """The shared sampler of the algorithm whose config ``estep`` is (:data:`SWITCH_ESTEPS`: by
+    the config class of each registered algorithm)."""
+    from models.enhancement.registry import ALGORITHMS
+
+    for name in SWITCH_ESTEPS.names():
+        if isinstance(estep, ALGORITHMS.get(name).config_cls):
+            return SWITCH_ESTEPS.get(name)(estep)
+    raise TypeError(f"no switching E-step for a {type(estep).__name__}; known algorithms: {', '.join(SWITCH_ESTEPS.names())}")
 
 
 def run_switching_em(
@@ -596,10 +582,11 @@ def run_switching_em(
     (e.g. :func:`benchmark.seeding.derive_seed` of the item id), ``W0 [B, F, K]``/``H0 [B, T, K]``
     the NMF start (:func:`models.enhancement.nmf.init_nmf`). ``estep`` is the config of the
     ``mcem`` algorithm (:class:`models.enhancement.mcem.MCEMConfig`: ``proposal_var, n_steps,
-    burn_in, final_steps, final_burn_in``, optional ``n_chains``) or of ``ldem``
+    burn_in, final_steps, final_burn_in``; one chain per frame) or of ``ldem``
     (:class:`models.enhancement.ldem.LDEMConfig`: ``n_chains, lr, n_steps, eta, tv,
-    prior_weight``); both give ``n_iter``, ``tol`` (per-utterance stop on ``|delta cost|``, None:
-    never) and ``update`` (which of W, H, g the M-step updates). See ``docs/switching_em.md``.
+    prior_weight``); the sampler is the one those algorithms use (:func:`sampler_for`). Both
+    give ``n_iter``, ``tol`` (per-utterance stop on ``|delta cost|``, None: never) and ``update``
+    (which of W, H, g the M-step updates). See ``docs/switching_em.md``.
     """
     if len(components) != 2:
         raise ValueError(f"run_switching_em: expected 2 components (audio, audio-visual), got {len(components)}")
@@ -611,11 +598,11 @@ def run_switching_em(
         raise ValueError("run_switching_em: an utterance in the batch has no real frame")
     if not all(bool(mask[b, :n].all()) for b, n in enumerate(lengths)):
         raise ValueError("run_switching_em: the frame mask must have real frames first, then padding")
-    sampler = _sampler_of(estep)
+    sampler = sampler_for(estep)
+    mh = isinstance(sampler, RandomWalkMH)
     n_iter = int(estep.n_iter)
-    tol = getattr(estep, "tol", None)
-    update = getattr(estep, "update", "WHg")
-    C = int(getattr(estep, "n_chains", 1))
+    tol, update = estep.tol, estep.update
+    C = 1 if mh else int(estep.n_chains)
     B, T, F = X2.shape
     dev, dt = X2.device, X2.dtype
     X2 = X2 * mask[..., None]
@@ -626,7 +613,7 @@ def run_switching_em(
     tempered = switch.latent_posterior == "tempered"
     n_bins = (mask.sum(-1) * F).to(dt)
 
-    eta = float(getattr(estep, "eta", 0.0)) if sampler == "langevin" else 0.0
+    eta = 0.0 if mh else sampler.eta
     zs = []
     for comp in components:
         z0 = comp.z_init.to(dev, dt).expand(C, *comp.z_init.shape).clone()
@@ -651,16 +638,15 @@ def run_switching_em(
         sig_all, n_per, acc, lps, evs = [], [], [], [], []
         for k, comp in enumerate(components):
             resp = post[..., k] if tempered else fmask.to(dt)
-            if sampler == "mh":
+            if mh:
                 steps = estep.final_steps if final else estep.n_steps
                 burn = estep.final_burn_in if final else estep.burn_in
-                r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, estep.proposal_var)
+                r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, sampler)
                 acc.append(r.acceptance)
             elif final:  # Langevin: the chains' current states, as published
                 r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]), zs[k].mean(0))
             else:
-                r = langevin_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, estep.n_steps, estep.lr,
-                                   float(getattr(estep, "prior_weight", 0.5)), float(getattr(estep, "tv", 0.0)), eta)
+                r = langevin_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, sampler, estep.prior_weight, estep.tv)
             zs[k] = r.z
             sig_all.append(r.sig2)
             lps.append(r.log_prior)
@@ -679,7 +665,7 @@ def run_switching_em(
     if progress:
         from tqdm.auto import tqdm
 
-        iters = tqdm(iters, desc=f"switching EM ({switch.kind}, {sampler})", leave=False)
+        iters = tqdm(iters, desc=f"switching EM ({switch.kind}, {type(sampler).__name__})", leave=False)
     with torch.no_grad():
         for it in iters:
             fmask = mask & active[:, None]
@@ -702,8 +688,7 @@ def run_switching_em(
             costs.append(torch.where(active, c, nan))
             accs.append(torch.where(active, acc, nan))
             if tol is not None:
-                if prev_cost is not None:
-                    active = active & ((c - prev_cost).abs() >= tol)
+                active = active & ~converged(c, prev_cost, tol)
                 prev_cost = c
                 if not bool(active.any()):
                     break
@@ -711,12 +696,7 @@ def run_switching_em(
         sig2, n_per, final_acc, emit = run_estep(-1, mask)
         post, pair, _ = switch_posterior(emit, mask, sp)
         post = post.to(dt)
-        wts = particle_weights(post, n_per)
-        WH = noise_var(W, H)
-        gain = torch.zeros_like(X2)
-        for p in range(sig2.shape[0]):
-            gv = g[..., None] * sig2[p]
-            gain += wts[p][..., None] * gv / (gv + WH).clamp_min(EPS)
+        gain = wiener_gain(sig2, g, noise_var(W, H), particle_weights(post, n_per))
     comp_w: dict[str, dict[str, torch.Tensor]] = {}
     for comp in components:
         try:
@@ -733,8 +713,10 @@ def run_switching_em(
     )
 
 
-SWITCH_ESTEPS.register("mcem", "mh", doc="Monte Carlo EM: random-walk MH on each component's tempered posterior")
-SWITCH_ESTEPS.register("ldem", "langevin", doc="Langevin EM: unadjusted Langevin chains on each component's tempered posterior")
+SWITCH_ESTEPS.register("mcem", lambda c: RandomWalkMH(c.proposal_var),
+                       doc="Monte Carlo EM: random-walk MH on each component's latent posterior")
+SWITCH_ESTEPS.register("ldem", lambda c: Langevin(c.lr, c.n_steps, c.eta),
+                       doc="Langevin EM: unadjusted Langevin chains on each component's latent posterior")
 
 
 def estep_config(algorithm: str, params: dict[str, Any] | None = None) -> Any:
