@@ -122,8 +122,9 @@ def _gated(f: Fusion, case: str) -> None:
 def _modality_attention(f: Fusion, case: str) -> None:
     _set(f.proj_a, _eye())
     _set(f.proj_v, _eye())
-    b = {"visual_off": [0.5, -0.5], "audio_off": [-0.5, 0.5], "equal": [0.0, 0.0]}[case]
-    _set(f.score[-1], 0.0, torch.tensor(b))
+    _set(f.score[-1], 0.0, 0.0)  # alpha = (0.5, 0.5): rho alpha_v = 0, 1, 0.5
+    with torch.no_grad():
+        f.rho.fill_({"visual_off": 0.0, "audio_off": 2.0, "equal": 1.0}[case])
 
 
 def _cross_attention(f: Fusion, case: str) -> None:

@@ -5,7 +5,9 @@ per hidden unit), ``fused = (1 - z) * h_a + z * h_v``. Deviation: the GMU's gate
 is its piecewise-linear form (``clip`` to [0, 1]), because a sigmoid cannot be exactly 0, and a
 gate that starts "almost closed" lets a random visual path in (the earlier start, a gate bias of
 -1, opened every gate to sigmoid(-1) = 0.27). ``clip``'s gradient is passed at the boundaries (PyTorch's
-``clamp`` backward is inclusive), so a gate sitting at exactly 0 still learns.
+``clamp`` backward is inclusive), so a gate sitting at exactly 0 still learns. That is not a
+guarantee (a gate pushed below 0 on every frame stays closed; it happened to a clipped version
+of ``modality-attention``, ``docs/fusion_weights.md``); this one opened in the check there.
 
 Visual weight (``docs/fusion_weights.md``): contributions ``c_a = (1 - z) h_a``, ``c_v = z h_v`` (their
 sum is ``fused``), ``w_v = ||c_v|| / (||c_a|| + ||c_v||)``: 0 when the gate is closed on every unit,

@@ -11,7 +11,8 @@ model is not a published method (new in this suite).
 Deviations, and why: the visual precision is rectified instead of ``exp(-logvar)`` so that the
 visual expert can abstain exactly (zero precision = infinite variance), which the exact
 audio-identity start needs; the audio precision stays strictly positive, so the PoE's
-denominator never vanishes. (An earlier version layer-normalised the expert means so that only
+denominator never vanishes. (A rectified precision pushed below 0 on every frame would stay
+closed; in the check of ``docs/fusion_weights.md`` it opened.) (An earlier version layer-normalised the expert means so that only
 the precision could silence a stream; with the contribution-share weight below a stream that
 shrinks its mean is reported as down-weighted anyway, and the normalisation made the audio
 identity impossible, so it was removed.)
