@@ -182,3 +182,21 @@ def test_forward_samples_matches_forward(name, temporal):
         ref = f(a[n], v, mask)
         assert torch.allclose(out.fused[n][mask], ref.fused[mask], atol=1e-5)
         assert torch.allclose(out.weights[n][mask], ref.weights[mask], atol=1e-5)
+
+
+def test_checkpoint_with_an_old_shared_fusion_option_still_loads(tmp_path, caplog):
+    """A saved model config may carry an option of the former shared FusionConfig that its
+    fusion does not use (e.g. ``window`` for ``gated``): it loads, with a warning."""
+    from models.checkpoint import load, save
+    from models.vae import AVVAE
+
+    torch.manual_seed(0)
+    m = AVVAE(n_freq=17, hidden=8, latent_dim=2, lip_size=8, visual_dim=6, frontend_hidden=8, fusion="gated",
+              fusion_params={"window": 4, "temporal": "conv"}).eval()
+    assert m.fusion_enc.context is not None
+    save(m, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="models.fusion.base"):
+        m2 = load(tmp_path)
+    assert "ignoring option(s) ['window']" in caplog.text
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k]), k
