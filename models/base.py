@@ -19,7 +19,7 @@ Calls:
   p(z | v) for AV-CVAE-style models.
 * ``last_weights() -> dict[str, Tensor [B, T, 2]]``: the fusion weights of the most recent
   encode/decode calls, keyed "encoder"/"decoder" (column 0 = audio, 1 = visual); empty if the
-  model has none (audio-only or concatenation).
+  model has none (audio-only; every fusion reports weights, ``docs/fusion_weights.md``).
 * ``save/config``: see :mod:`models.checkpoint`.
 """
 from __future__ import annotations

@@ -169,7 +169,7 @@ def fusion_weights_with_grad(model: SpeechModel) -> Iterator[dict[str, torch.Ten
     The one place training reaches into the fusions: :meth:`~models.base.SpeechModel.last_weights`
     keeps detached copies (no gradient for a loss), so this reads ``FusionOutput.weights`` through
     forward hooks on the model's ``fusion_enc`` / ``fusion_dec`` modules. Empty for models without
-    fusion weights (A-VAE, concat)."""
+    fusion weights (the A-VAE; every fusion, concat included, reports them)."""
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for key, attr in (("encoder", "fusion_enc"), ("decoder", "fusion_dec")):
