@@ -410,8 +410,10 @@ CVAE_DEFAULTS: dict[str, Any] = {"visual_prior": True, "latent_dim": 32}
 
 @MODELS.register("av-cvae")
 class AVCVAE(AVVAE):
-    """The AV-CVAE of Sadeghi et al. (2020): an AV-VAE with the visual prior p(z | v), L = 32 by
-    default (module docstring: training recipe and deviations)."""
+    """AV-CVAE (Sadeghi et al. 2020): the AV-VAE with the visual prior p(z | v), L = 32 by default.
+
+    Any fusion; the training recipe and the deviations from the published code are in the module
+    docstring."""
 
     name = "av-cvae"
     #: option defaults that differ from :class:`VAEConfig`'s (also applied by the spec validation)
