@@ -153,8 +153,8 @@ class MixtureVAE(SpeechModel):
         return self.config.audio, self.config.visual
 
     def switch_config(self):
-        """The switch model of this composite (:class:`models.enhancement.switching.SwitchConfig`)."""
-        from models.enhancement.switching import SwitchConfig
+        """The switch model of this composite (:class:`models.enhancement.switch_posterior.SwitchConfig`)."""
+        from models.enhancement.switch_posterior import SwitchConfig
 
         c = self.config
         return SwitchConfig(kind=self.switch_kind, prior_av=c.prior_av, stay_prob=c.stay_prob, learn=c.learn_switch,

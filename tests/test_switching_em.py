@@ -19,10 +19,12 @@ from benchmark.seeding import derive_seed  # noqa: E402
 from models.enhancement.ldem import LDEMConfig  # noqa: E402
 from models.enhancement.mcem import MCEMConfig  # noqa: E402
 from models.enhancement.nmf import NMFState, init_nmf, m_step  # noqa: E402
+from models.enhancement.switch_posterior import (  # noqa: E402
+    SwitchConfig, SwitchParams, forward_backward, mixture_posterior, switch_posterior,
+)
 from models.enhancement.switching import (  # noqa: E402
-    Component, SwitchConfig, SwitchParams, component_from_model, emission_scores, expected_cost, forward_backward,
-    gaussian_entropy, laplace_evidence, log_prior_density, mixture_posterior, particle_weights, posterior_precision,
-    run_switching_em, switch_posterior, update_nmf_gain,
+    Component, component_from_model, emission_scores, expected_cost, gaussian_entropy, laplace_evidence,
+    log_prior_density, particle_weights, posterior_precision, run_switching_em, update_nmf_gain,
 )
 
 DT = torch.float64

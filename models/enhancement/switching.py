@@ -29,6 +29,9 @@ model as stated, in ``docs/switching_em.md`` (structured mean-field variational 
     expected cost (weights ``q(m_t = k) / R`` on each of the ``R`` samples of component k);
 * final estimate: ``E_q[s_ft] = sum_k q(m_t = k) E_q(z^k)[g sigma^2_k / (g sigma^2_k + WH)] x_ft``.
 
+The switch itself (its config, parameters and exact posterior given the emissions) is the pure
+module :mod:`models.enhancement.switch_posterior`; its names are re-exported here.
+
 Everything is batched over utterances (padded ``[B, T, F]`` with a frame mask), runs on the
 tensors' device, and draws its random numbers from one generator per utterance, so padding
 never changes a result.
@@ -49,54 +52,16 @@ from models.enhancement.ldem import total_variation
 from models.enhancement.batch import per_item_randn
 from models.enhancement.nmf import EPS, noise_var
 from models.enhancement.samplers import Langevin, RandomWalkMH
+from models.enhancement.switch_posterior import (  # noqa: F401  (the switch model, re-exported)
+    AUDIO, EVIDENCE_KINDS, VISUAL, SwitchConfig, SwitchParams, forward_backward, mixture_posterior, switch_posterior,
+)
 
 log = logging.getLogger(__name__)
 
-#: switch state indices (column order of every weight array: 0 = audio, 1 = visual)
-AUDIO, VISUAL = 0, 1
-
-#: per-frame evidence estimates of the conditional switch step (:class:`SwitchConfig`)
-EVIDENCE_KINDS = ("laplace", "log_joint")
 
 #: the algorithms usable with the composite models, by the spec's algorithm name: each maps its
 #: config (``MCEMConfig``/``LDEMConfig``) to the shared sampler (:mod:`models.enhancement.samplers`)
 SWITCH_ESTEPS: Registry = Registry("switching E-step")
-
-
-# ----------------------------------------------------------------------------------------
-# configuration
-# ----------------------------------------------------------------------------------------
-@dataclass
-class SwitchConfig:
-    """The switch model: i.i.d. per-frame mixture or a two-state Markov chain."""
-
-    kind: str = field(default="mixture", metadata={"choices": ("mixture", "markov")})
-    prior_av: float = field(default=0.5, metadata={"range": (0.0, 1.0)})  # pi = P(m_t = AV) (mixture), P(m_1 = AV) (markov)
-    stay_prob: float = field(default=0.95, metadata={"range": (0.0, 1.0)})  # markov: P(m_t = m_{t-1})
-    learn: bool = False  # M-step update of pi (mixture) / the transition matrix (markov), per utterance
-    # "conditional": each component's latent is sampled from its own posterior given that it
-    # generated the frame, and the switch compares the per-frame evidences (default; see
-    # docs/switching_em.md 2a'); "tempered": the mean-field factor with the likelihood tempered
-    # by the responsibility (prone to winner-takes-all collapse with real VAEs)
-    latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})
-    # conditional variant only: the per-frame evidence log p(x_t | m_t = k) of the switch step.
-    # "laplace": log joint at the samples' mean + the entropy of the Laplace (Gauss-Newton)
-    # approximation of the component's posterior (default; docs/switching_em.md 2a'');
-    # "log_joint": the mean log joint alone (the former score, biased towards the component with
-    # the narrower posterior)
-    evidence: str = field(default="laplace", metadata={"choices": EVIDENCE_KINDS})
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("mixture", "markov"):
-            raise ValueError(f"SwitchConfig.kind: expected 'mixture' or 'markov', got {self.kind!r}")
-        if self.latent_posterior not in ("conditional", "tempered"):
-            raise ValueError(f"SwitchConfig.latent_posterior: expected 'conditional' or 'tempered', got {self.latent_posterior!r}")
-        if self.evidence not in EVIDENCE_KINDS:
-            raise ValueError(f"SwitchConfig.evidence: expected one of {EVIDENCE_KINDS}, got {self.evidence!r}")
-        for name in ("prior_av", "stay_prob"):
-            v = getattr(self, name)
-            if not (0.0 < v < 1.0):
-                raise ValueError(f"SwitchConfig.{name}: expected a probability strictly in (0, 1), got {v!r}")
 
 
 def _config_from_params(cls: type, params: dict[str, Any] | None, where: str) -> Any:
@@ -167,112 +132,6 @@ class UttRandom:
 
     def rand(self, lead: tuple[int, ...], tail: tuple[int, ...] = ()) -> torch.Tensor:
         return per_item_randn(self.gens, self.lengths, self.T, leading=lead, tail=tail, device=self.device, dtype=self.dtype, uniform=True)
-
-
-# ----------------------------------------------------------------------------------------
-# the switch posterior
-# ----------------------------------------------------------------------------------------
-def mixture_posterior(log_emit: torch.Tensor, log_prior: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame switch posterior of an i.i.d. mixture.
-
-    ``log_emit [B, T, K]``, ``log_prior [B, K]`` (log pi). Returns ``post [B, T, K]`` (zero on
-    padding) and ``log_z [B]`` = sum over real frames of ``logsumexp_k(log pi_k + L_t(k))``.
-    """
-    a = log_emit + log_prior[:, None, :]
-    lz = torch.logsumexp(a, dim=-1)  # [B, T]
-    post = torch.exp(a - lz[..., None]) * mask[..., None]
-    return post, (lz * mask).sum(-1)
-
-
-def forward_backward(
-    log_emit: torch.Tensor, log_init: torch.Tensor, log_trans: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward-backward in log space, batched and masked (real frames first, padding after).
-
-    ``log_emit [B, T, K]``, ``log_init [B, K]``, ``log_trans [B, K, K]`` (``[i, j]`` = log
-    P(m_t = j | m_{t-1} = i)), ``mask [B, T]``. Returns ``post [B, T, K]`` (zero on padding),
-    ``pair [B, T-1, K, K]`` (expected transition counts t-1 -> t, zero where t is padding) and
-    ``log_z [B]`` the log-normaliser (log-likelihood of the emissions).
-    """
-    B, T, K = log_emit.shape
-    m = mask.bool()
-    alpha = torch.empty_like(log_emit)
-    alpha[:, 0] = log_init + log_emit[:, 0]
-    for t in range(1, T):
-        nxt = torch.logsumexp(alpha[:, t - 1, :, None] + log_trans, dim=1) + log_emit[:, t]
-        alpha[:, t] = torch.where(m[:, t, None], nxt, alpha[:, t - 1])  # padding carries the last real alpha
-    log_z = torch.logsumexp(alpha[:, T - 1], dim=-1)  # = at the last real frame
-    beta = torch.zeros_like(log_emit)
-    for t in range(T - 2, -1, -1):
-        nxt = torch.logsumexp(log_trans + (log_emit[:, t + 1] + beta[:, t + 1])[:, None, :], dim=2)
-        beta[:, t] = torch.where(m[:, t + 1, None], nxt, torch.zeros_like(nxt))
-    lp = alpha + beta - log_z[:, None, None]
-    post = torch.exp(lp) * m[..., None]
-    if T > 1:
-        lpair = (alpha[:, :-1, :, None] + log_trans[:, None] + (log_emit[:, 1:] + beta[:, 1:])[:, :, None, :]
-                 - log_z[:, None, None, None])
-        pair = torch.exp(lpair) * m[:, 1:, None, None]
-    else:
-        pair = log_emit.new_zeros(B, 0, K, K)
-    return post, pair, log_z
-
-
-def switch_posterior(
-    log_emit: torch.Tensor, mask: torch.Tensor, params: "SwitchParams"
-) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-    """``q(m)`` for either switch kind: ``(post [B,T,2], pair or None, log_z [B])``.
-
-    Computed in float64 (the emissions are sums over hundreds of bins, ~1e4 in magnitude, so a
-    float32 normalisation would lose the third decimal of the posterior), returned in the
-    emissions' dtype."""
-    dt = log_emit.dtype
-    le = log_emit.double()
-    if params.kind == "mixture":
-        post, lz = mixture_posterior(le, params.log_init.double(), mask)
-        return post.to(dt), None, lz.to(dt)
-    post, pair, lz = forward_backward(le, params.log_init.double(), params.log_trans.double(), mask)
-    return post.to(dt), pair.to(dt), lz.to(dt)
-
-
-@dataclass
-class SwitchParams:
-    """Per-utterance switch parameters (log pi ``[B, 2]`` and, for markov, log A ``[B, 2, 2]``)."""
-
-    kind: str
-    log_init: torch.Tensor
-    log_trans: Optional[torch.Tensor] = None
-
-    @classmethod
-    def from_config(cls, cfg: SwitchConfig, B: int, device: torch.device | str, dtype: torch.dtype) -> "SwitchParams":
-        pi = torch.tensor([1.0 - cfg.prior_av, cfg.prior_av], device=device, dtype=dtype)
-        log_init = pi.log().expand(B, 2).clone()
-        if cfg.kind == "mixture":
-            return cls("mixture", log_init)
-        s = cfg.stay_prob
-        A = torch.tensor([[s, 1.0 - s], [1.0 - s, s]], device=device, dtype=dtype)
-        return cls("markov", log_init, A.log().expand(B, 2, 2).clone())
-
-    def update(self, post: torch.Tensor, pair: Optional[torch.Tensor], mask: torch.Tensor) -> None:
-        """M-step of the switch parameters (maximises the expected log p(m))."""
-        n = mask.sum(-1).clamp_min(1).to(post.dtype)
-        if self.kind == "mixture":
-            pi = post.sum(1) / n[:, None]
-            self.log_init = pi.clamp(1e-6, 1 - 1e-6).log()
-            return
-        self.log_init = post[:, 0].clamp(1e-6, 1 - 1e-6).log()
-        assert pair is not None
-        counts = pair.sum(1)  # [B, 2, 2]
-        A = (counts + 1e-6) / (counts + 1e-6).sum(-1, keepdim=True)
-        self.log_trans = A.log()
-
-    def log_prior_term(self, post: torch.Tensor, pair: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """``E_q[log p(m)]`` per utterance ``[B]``."""
-        if self.kind == "mixture":
-            return (post * self.log_init[:, None, :]).sum((1, 2))
-        first = (post[:, 0] * self.log_init).sum(-1)
-        if pair is None or pair.shape[1] == 0:
-            return first
-        return first + (pair * self.log_trans[:, None]).sum((1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------
@@ -366,7 +225,7 @@ def emission_scores(X2: torch.Tensor, sig2: torch.Tensor, n_per_comp: Sequence[i
 
 
 def posterior_precision(comp: "Component", z: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
-                        rel_step: float = 1e-2, chunk: int = 16, X2: Optional[torch.Tensor] = None,
+                        rel_step: float = 0.05, chunk: int = 8, X2: Optional[torch.Tensor] = None,
                         ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Gauss-Newton precision ``Lambda [B, T, L, L]`` (float64) of component ``comp``'s per-frame
     posterior ``p(z_t | x_t, m_t = k)`` at ``z [B, T, L]``, and the decoder log-variance
@@ -377,9 +236,10 @@ def posterior_precision(comp: "Component", z: torch.Tensor, WH: torch.Tensor, g:
     ``J^T diag(a^2) J`` is the Fisher information of the complex Gaussian likelihood in ``z``
     (positive semi-definite, unlike the observed Hessian); the prior precision is the
     component's own prior (N(0, I), or the visual prior p(z | v) of an AV-CVAE).
-    ``J = d log sigma^2 / d z`` by forward differences with a step of ``rel_step`` times the prior
-    std of each latent dimension (so the result does not depend on the scale of the latent);
-    ``L`` extra decoded samples, in chunks of ``chunk`` dimensions. For a decoder with temporal
+    ``J = d log sigma^2 / d z`` by central differences with a step of ``rel_step`` times the prior
+    std of each latent dimension (so the result does not depend on the scale of the latent; the
+    step is large enough that float32 decoders' rounding stays small against it); ``2 L`` extra
+    decoded samples, in batched calls of ``2 chunk``. For a decoder with temporal
     context the perturbation moves every frame's latent at once, so ``J`` also picks up
     cross-frame terms (an approximation; the suite's decoders are frame-wise)."""
     L = z.shape[-1]
@@ -393,8 +253,11 @@ def posterior_precision(comp: "Component", z: torch.Tensor, WH: torch.Tensor, g:
             idx = torch.arange(s, min(L, s + chunk), device=z.device)
             E = torch.nn.functional.one_hot(idx, L).to(z.dtype)[:, None, None, :]  # [n, 1, 1, L]
             hs = h.movedim(-1, 0)[idx][..., None]  # [n, B, T, 1]
-            Js.append((comp.decode(z[None] + E * hs) - d0) / hs)
-        J = torch.cat(Js, 0).double()  # [L, B, T, F]
+            zp, zm = z[None] + E * hs, z[None] - E * hs
+            step = (zp - zm).movedim(-1, 0)[idx, torch.arange(len(idx))][..., None]  # the step as represented
+            dpm = comp.decode(torch.cat([zp, zm], 0))
+            Js.append((dpm[: len(idx)] - dpm[len(idx):]).double() / step.double())
+        J = torch.cat(Js, 0)  # [L, B, T, F]
         lam = torch.einsum("ibtf,jbtf->btij", J * a2, J)
         prec = torch.exp(-comp.prior_logvar.double()).expand(*z.shape)
         lam = lam + torch.diag_embed(prec)
@@ -417,7 +280,7 @@ def gaussian_entropy(lam: torch.Tensor) -> torch.Tensor:
 
 
 def laplace_evidence(comp: "Component", z: torch.Tensor, X2: torch.Tensor, WH: torch.Tensor, g: torch.Tensor,
-                     mask: torch.Tensor, rel_step: float = 1e-2, newton_steps: int = 2) -> torch.Tensor:
+                     mask: torch.Tensor, rel_step: float = 0.05, newton_steps: int = 2) -> torch.Tensor:
     """Laplace estimate of the frame evidence ``log p(x_t | m_t = k)`` ``[B, T]`` (float64, 0 on
     padding; the ``-F log pi`` constant dropped as in :func:`emission_scores`)::
 
