@@ -151,14 +151,16 @@ def test_public_enhance_delegates_to_the_composite_and_isolates_bad_items(pair):
 
 
 def test_av_cvae_as_the_visual_component_uses_its_visual_prior(pair, batch):
-    """An AV-CVAE (``av-vae`` with ``visual_prior: true``) as the visual component: the component's
-    prior is p(z | v), not N(0, I), and its frame evidence (the Laplace score) is computed with it."""
+    """An AV-CVAE (the registered ``av-cvae``: ``av-vae`` with ``visual_prior: true``, here with
+    another latent size than the audio component) as the visual component: the component's prior
+    is p(z | v), not N(0, I), and its frame evidence (the Laplace score) is computed with it."""
     from models.enhancement.nmf import init_nmf, noise_var
     from models.enhancement.switching import Component, component_from_model, laplace_evidence
 
     torch.manual_seed(1)
-    cvae = build_model("av-vae", {"latent_dim": 4, "hidden": 16, "lip_size": LIP, "fusion": "concat", "frontend_hidden": 32,
-                                  "visual_dim": 16, "visual_prior": True}).eval()
+    cvae = build_model("av-cvae", {"latent_dim": 6, "hidden": 16, "lip_size": LIP, "fusion": "concat", "frontend_hidden": 32,
+                                   "visual_dim": 16}).eval()
+    assert cvae.uses_visual_prior and cvae.latent_dim != pair[0].latent_dim
     m = MixtureVAE.from_models(pair[0], cvae, visual="av-cvae")
     P, mask = batch.power, batch.mask
     comp = component_from_model(m.av_model, P, batch.lips, mask, "visual")
