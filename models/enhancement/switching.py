@@ -417,6 +417,15 @@ class SwitchEMResult:
     component_weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
+def _snapshot_weights(comp: Component) -> dict[str, torch.Tensor]:
+    """The component model's fusion weights of its last decoder call (empty when it has none)."""
+    try:
+        lw = comp.last_weights()
+    except Exception:  # pragma: no cover - diagnostics only
+        lw = {}
+    return {k: v.detach() for k, v in lw.items()}
+
+
 def sampler_for(estep: Any) -> RandomWalkMH | Langevin:
     """The shared sampler of the algorithm whose config ``estep`` is (:data:`SWITCH_ESTEPS`: by
     the config class of each registered algorithm)."""
@@ -491,6 +500,7 @@ def run_switching_em(
     prev_cost: Optional[torch.Tensor] = None
 
     laplace = not tempered and switch.evidence == "laplace"
+    comp_w: dict[str, dict[str, torch.Tensor]] = {}  # each component's fusion weights on the final samples
 
     def run_estep(it: int, fmask: torch.Tensor) -> tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
         """E-step ``it`` (-1: the final estimate) of both components on the frames ``fmask``:
@@ -514,6 +524,8 @@ def run_switching_em(
             sig_all.append(r.sig2)
             lps.append(r.log_prior)
             n_per.append(r.sig2.shape[0])
+            if final:  # the fusion weights of the decoder pass of the samples (before the Laplace passes)
+                comp_w[comp.name] = _snapshot_weights(comp)
             if laplace:
                 evs.append(laplace_evidence(comp, r.z_mean, X2, WH, g, fmask))
         rate = torch.stack(acc).mean(0) if acc else nan.clone()
@@ -560,14 +572,7 @@ def run_switching_em(
         post, pair, _ = switch_posterior(emit, mask, sp)
         post = post.to(dt)
         gain = wiener_gain(sig2, g, noise_var(W, H), particle_weights(post, n_per))
-    comp_w: dict[str, dict[str, torch.Tensor]] = {}
-    for comp in components:
-        try:
-            lw = comp.last_weights()
-        except Exception:  # pragma: no cover - diagnostics only
-            lw = {}
-        if lw:
-            comp_w[comp.name] = {k: v.detach() for k, v in lw.items()}
+    comp_w = {name: w for name, w in comp_w.items() if w}
     return SwitchEMResult(
         wiener_gain=gain * mask[..., None], switch_post=post, W=W, H=H, g=g,
         cost=torch.stack(costs, -1), free_energy=torch.stack(fes, -1), acceptance=torch.stack(accs, -1),
