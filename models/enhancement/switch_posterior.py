@@ -33,8 +33,9 @@ class SwitchConfig:
     # by the responsibility (prone to winner-takes-all collapse with real VAEs)
     latent_posterior: str = field(default="conditional", metadata={"choices": ("conditional", "tempered")})
     # conditional variant only: the per-frame evidence log p(x_t | m_t = k) of the switch step.
-    # "laplace": log joint at the samples' mean + the entropy of the Laplace (Gauss-Newton)
-    # approximation of the component's posterior (default; docs/switching_em.md 2a'');
+    # "laplace": log joint at the mode estimate (the samples' mean refined by Gauss-Newton steps)
+    # + the entropy of the Laplace (Gauss-Newton) approximation of the component's posterior
+    # (default; docs/switching_em.md 2a'');
     # "log_joint": the mean log joint alone (the former score, biased towards the component with
     # the narrower posterior)
     evidence: str = field(default="laplace", metadata={"choices": EVIDENCE_KINDS})
