@@ -128,7 +128,7 @@ def test_prior_visual_weight_mapping():
 
 def test_weights_prior_trace_and_summaries(tmp_path):
     """A model with a visual prior gets ``weights_prior`` = its precision share; the scoring
-    summaries and the report diagnostics fall back to it when there are no fusion weights."""
+    summaries and the report diagnostics read it first (it is the AV-CVAE's reliability trace)."""
     from benchmark.report.diagnostics import visual_weight
     from benchmark.runner.stages import weight_summaries
 
@@ -142,5 +142,6 @@ def test_weights_prior_trace_and_summaries(tmp_path):
     assert s["visual_weight_mean"] == pytest.approx(0.65)
     assert s["visual_weight_auc"] == pytest.approx(1.0)
     np.testing.assert_allclose(visual_weight({"weights_prior": w}), w[:, 1])
-    # fusion weights, when present, come first
-    np.testing.assert_allclose(visual_weight({"weights_prior": w, "weights_decoder": 1 - w}), 1 - w[:, 1])
+    # the prior's trace comes before the fusion weights of the same model; without it, the decoder's
+    np.testing.assert_allclose(visual_weight({"weights_prior": w, "weights_decoder": 1 - w}), w[:, 1])
+    np.testing.assert_allclose(visual_weight({"weights_encoder": w, "weights_decoder": 1 - w}), 1 - w[:, 1])

@@ -1,12 +1,15 @@
 """Reliability-weight diagnostics: do a system's per-frame visual weights track reliability?
 
-Works on any system whose traces hold ``weights_decoder`` / ``weights_encoder`` ``[T, 2]``
-(column 1 = visual) -- attention fusions and the inference-level mixture/switching baselines
-alike, and ``weights_prior`` (the precision share of the AV-CVAE's visual prior) last; systems
-without weights (concatenation, audio-only, baselines) are skipped because
-they have no weights, never because of their name. The decoder-side weights are preferred
-(they shape the speech variance the EM uses), the encoder side is the fallback; the choice is
-configurable.
+Works on any system whose traces hold ``weights_prior``, ``weights_decoder`` or
+``weights_encoder`` ``[T, 2]`` (column 1 = visual; every fusion's weight follows the one
+definition of ``docs/fusion_weights.md``) -- fusions, the AV-CVAE and the inference-level
+mixture/switching baselines alike; systems without weights (audio-only, baselines) are skipped
+because they have no weights, never because of their name. Order of preference:
+``weights_prior`` first (present only for a model with a visual prior p(z | v): its precision
+share is where the AV-CVAE puts the video into the speech prior the EM uses, so it is that
+model's reliability trace, and the AV-CVAE is compared through it beside the fusions; its
+fusion weights stay in the traces), then the decoder-side weights (they shape the speech
+variance the EM uses), then the encoder side; the side is configurable.
 
 Numbers per system:
 * ``auc``: ROC AUC (sklearn, :func:`roc_auc`: the one AUC of the suite, also behind the per-row
@@ -42,9 +45,9 @@ from benchmark.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 # weights_prior: the precision share of a visual prior p(z | v) (models.vae.prior_visual_weight), the
-# AV-CVAE's reliability trace when it has no fusion weights
-WEIGHT_KEYS = {"decoder": ("weights_decoder", "weights_encoder", "weights_prior"),
-               "encoder": ("weights_encoder", "weights_decoder", "weights_prior")}
+# AV-CVAE's reliability trace (first: only models with a visual prior record it)
+WEIGHT_KEYS = {"decoder": ("weights_prior", "weights_decoder", "weights_encoder"),
+               "encoder": ("weights_prior", "weights_encoder", "weights_decoder")}
 
 
 def roc_auc(weight: np.ndarray, corrupted: np.ndarray) -> float:
