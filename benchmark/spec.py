@@ -150,10 +150,13 @@ class TrainingSpec:
     audio_mask_max_bins: int = field(default=64, metadata={"range": (1, 100000)})
     audio_noise_p: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
     audio_noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0], metadata={"range": (-30.0, 50.0)})
-    # auxiliary reliability loss on the fusions' per-frame visual weight against 1 - corruption
-    # level of the visual augmentation (0 = off; set it per model: the label gets "+relsup")
+    # auxiliary reliability loss on the fusions' per-frame visual weight, driven by the corruption
+    # level of the visual augmentation (0 = off; set it per model: the label gets "+relsup"):
+    # "penalty" level * w_v, "rank" paired hinge (clean vs corrupted video of the same frame,
+    # reliability_margin * level), "bce"/"mse" the first, ill-posed version (models/training.py)
     reliability_loss_weight: float = field(default=0.0, metadata={"range": (0.0, None)})
-    reliability_loss: str = field(default="bce", metadata={"choices": ("bce", "mse")})
+    reliability_loss: str = field(default="penalty", metadata={"choices": ("penalty", "rank", "bce", "mse")})
+    reliability_margin: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
 
 
 @dataclass
@@ -173,7 +176,7 @@ class EnhanceSpec:
 class MetricsSpec:
     """Which metrics to compute (registry names) and their settings."""
 
-    names: list[str] = field(default_factory=lambda: ["si_sdr", "pesq", "stoi", "estoi", "sdr"])
+    names: list[str] = field(default_factory=lambda: ["si_sdr", "pesq_wb", "pesq_nb", "stoi", "estoi", "sdr"])
     pesq_mode: str = field(default="wb", metadata={"choices": ("wb", "nb")})
     jobs: int = field(default=2, metadata={"range": (1, 256)})
 

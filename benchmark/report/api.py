@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from benchmark.report import diagnostics as diag
 from benchmark.report import plots
-from benchmark.report.html import HtmlReport, frame_table_html, paper_table_html
+from benchmark.report.html import HtmlReport, frame_table_html, methods_html, metric_methods, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
 from benchmark.report.stats import paired_tests, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
@@ -351,6 +351,8 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
                "matched-pairs rank-biserial correlation.", cls="muted")
         show = tests[["metric", "system", "reference", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "rank_biserial"]]
         h.raw(frame_table_html(show, formats={"p": ".2e", "p_holm": ".2e"}, palette=ctx.pal))
+    h.section("Methods")
+    h.raw(methods_html(metric_methods(rd.info, list(rd.metrics))))
     h.section("Run configuration and provenance")
     prov = {k: rd.info.get(k) for k in ("name", "preset", "git_commit", "git_dirty", "versions", "device", "machine", "seeds") if k in rd.info}
     h.json_details("provenance (run.json)", prov)

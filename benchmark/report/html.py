@@ -232,3 +232,37 @@ class HtmlReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.render(), encoding="utf-8")
         return path
+
+
+def metric_methods(info: dict[str, Any], columns: list[str]) -> list[dict[str, Any]]:
+    """What each metric column of the report is (``name``, ``column``, ``definition``, ``package``,
+    ``version``): from ``run.json``'s ``metrics`` (recorded at run time, with the versions that
+    ran) when present, else from the metric registry's own declarations
+    (:func:`benchmark.metrics.metric_provenance`, versions installed now); only the metrics whose
+    column is among ``columns`` (the base metric columns present in the results)."""
+    recorded = info.get("metrics")
+    if isinstance(recorded, list) and recorded:
+        return [e for e in recorded if isinstance(e, dict) and e.get("column") in columns]
+    from benchmark.metrics import METRICS, metric_provenance
+
+    pesq_mode = str((info.get("spec") or {}).get("metrics", {}).get("pesq_mode", "wb"))
+    names = [n for n in METRICS.names() if n != "pesq" and METRICS.get(n).column(pesq_mode) in columns]
+    return metric_provenance(names, pesq_mode)
+
+
+def methods_html(entries: list[dict[str, Any]]) -> str:
+    """The report's "Methods" table: one row per metric column with its exact definition and the
+    package (and version) that computed it; every metric also has ``input_*`` (the unprocessed
+    mixture scored the same way) and ``delta_*`` (estimate minus input)."""
+    if not entries:
+        return '<p class="muted">No metric columns found.</p>'
+    rows = "".join(
+        f"<tr><td><code>{esc(e.get('column'))}</code></td><td>{esc(e.get('definition'))}</td>"
+        f"<td>{esc(e.get('package') or 'written here')}"
+        f"{(' ' + esc(e.get('version'))) if e.get('version') else (' (not installed)' if e.get('package') else '')}</td></tr>"
+        for e in entries)
+    return ('<p>Every metric is computed on the enhanced signal, on the unprocessed mixture (<code>input_*</code>) and '
+            'as their difference (<code>delta_*</code>); a metric that cannot be computed is NaN with a reason, never 0. '
+            'Definitions and packages as declared by the metric modules (<code>benchmark/metrics/</code>).</p>'
+            '<table class="data"><thead><tr><th>column</th><th>definition</th><th>package</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")

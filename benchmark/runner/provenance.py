@@ -1,5 +1,6 @@
 """What ``run.json`` records: resolved config, seeds, git commit, package versions, device and
-machine, the code hash of every stage (``code``: version, digest, and the source files it covers,
+machine, each configured metric's exact definition, package and version (``metrics``), the code
+hash of every stage (``code``: version, digest, and the source files it covers,
 see :mod:`benchmark.runner.codehash`), and one entry per invocation (so a resumed run keeps its
 history, including each invocation's stage code versions)."""
 from __future__ import annotations
@@ -19,7 +20,7 @@ from benchmark.runner.store import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("avfusion-bench", "torch", "numpy", "scipy", "pandas", "pyarrow", "pesq", "pystoi", "mir_eval",
-            "soundfile", "soxr", "opencv-python-headless", "scikit-learn", "joblib", "dask", "distributed",
+            "speechmos", "onnxruntime", "soundfile", "soxr", "opencv-python-headless", "scikit-learn", "joblib", "dask", "distributed",
             "matplotlib", "seaborn", "espeakng-loader", "pyyaml")
 
 
@@ -97,6 +98,16 @@ def seeds_of(spec_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def metrics_of(spec_dict: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each configured metric's column, exact definition, package and installed version, as the
+    metric modules declare them (:func:`benchmark.metrics.metric_provenance`; the report's methods
+    section reads this)."""
+    from benchmark.metrics import metric_provenance
+
+    ms = spec_dict.get("metrics") or {}
+    return metric_provenance(list(ms.get("names") or []), str(ms.get("pesq_mode", "wb")))
+
+
 def write_run_json(run_dir: Path, spec_dict: dict[str, Any], *, preset: str = "", options: Optional[dict] = None,
                    argv: Optional[list[str]] = None) -> dict[str, Any]:
     """Write (or update) ``run.json``; previous invocations are kept under ``invocations``.
@@ -115,6 +126,7 @@ def write_run_json(run_dir: Path, spec_dict: dict[str, Any], *, preset: str = ""
     info = {
         "name": spec_dict.get("name"), "preset": preset, "spec": spec_dict, "seeds": seeds_of(spec_dict),
         "git_commit": git["commit"], "git_dirty": git["dirty"], "versions": package_versions(),
+        "metrics": metrics_of(spec_dict),
         "device": device_info(), "machine": machine_info(), "code": code,
         "invocations": previous + [{
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": list(argv if argv is not None else sys.argv),
