@@ -49,3 +49,65 @@ def test_rss_peak_sees_a_temporary_allocation():
         time.sleep(0.1)  # the sampler thread runs while the array is held
         del x
     assert rss.peak - base > 150
+
+
+def test_classify_op_by_name():
+    assert perf.classify_op("aten::addmm") == "GEMM / matmul"
+    assert perf.classify_op("aten::_convolution") == "GEMM / matmul"
+    assert perf.classify_op("aten::mul_") == "elementwise"
+    assert perf.classify_op("aten::tanh_backward") == "elementwise"
+    assert perf.classify_op("aten::logsumexp") == "reductions"
+    assert perf.classify_op("aten::normal_") == "random numbers"
+    assert perf.classify_op("aten::copy_") == "other"
+
+
+def test_profile_kinds_sum_within_wall_and_see_the_gemms(one_torch_thread):
+    model = perf.load_model(None, "a-vae")
+    inputs = perf.make_inputs(2, 0.5, lips=False)
+    for alg in ("mcem", "ldem"):
+        r = perf.profile_em(model, inputs, alg, "cpu", n_iter=2)
+        assert r.n_timed == 1 and r.batch_size == 2 and r.wall_ms > 0 and r.wall_unprofiled_ms > 0
+        assert set(r.kinds_ms) == set(perf.OP_KINDS) | {perf.OTHER_KIND, perf.OVERHEAD_KIND}
+        assert all(v >= 0 for k, v in r.kinds_ms.items() if k != perf.OVERHEAD_KIND)
+        assert r.op_ms <= r.wall_ms  # the operators ran inside the window, one after another
+        assert r.kinds_ms[perf.OVERHEAD_KIND] == pytest.approx(r.wall_ms - r.op_ms)
+        assert r.kinds_ms["GEMM / matmul"] > 0 and r.kinds_ms["random numbers"] > 0  # decoder GEMMs; the sampler draws
+        assert any("addmm" in name or "mm" in name for name, _ in r.top_ops)
+    with pytest.raises(ValueError, match="n_iter >= 2"):
+        perf.profile_em(model, inputs, "vem", "cpu", n_iter=1)
+    text = perf.format_profile([r], 0.5)
+    assert "launch/Python overhead" in text and "ldem on cpu" in text
+
+
+def test_repeated_inputs_get_their_own_ids_and_random_streams(one_torch_thread):
+    from models.enhancement.api import enhance
+
+    base = perf.make_inputs(2, 0.5, lips=False)
+    rep = perf.repeat_inputs(base, 5)
+    assert [i.item_id for i in rep] == ["perf/u000", "perf/u001", "perf/u000~r1", "perf/u001~r1", "perf/u000~r2"]
+    assert len({i.pair_id or i.item_id for i in rep}) == 5
+    assert all(np.array_equal(r.mixture, base[j % 2].mixture) for j, r in enumerate(rep))
+    outs = enhance(perf.load_model(None, "a-vae"), "mcem", rep[:3], params={"n_iter": 1}, progress=False)
+    assert not np.allclose(outs[0].estimate, outs[2].estimate)  # same mixture, another random stream
+
+
+def test_curve_rows_and_absent_devices_are_skipped(one_torch_thread, monkeypatch, capsys):
+    monkeypatch.setattr(perf.torch.cuda, "is_available", lambda: False)
+    assert perf.available_devices(["cpu", "cuda", "cpu"]) == (["cpu"], ["cuda: skipped (CUDA is not available on this machine)"])
+    model = perf.load_model(None, "a-vae")
+    rows = perf.run_curve(model, perf.make_inputs(2, 0.5, lips=False), ["vem"], ["cpu"], [1, 3], params={"vem": {"n_iter": 1}})
+    assert [(r.algorithm, r.batch_size) for r in rows] == [("vem", 1), ("vem", 3)]
+    assert all(r.n_failed == 0 and r.wall_s > 0 and r.utts_per_s == pytest.approx(r.batch_size / r.wall_s) for r in rows)
+    assert rows[1].rtf == pytest.approx(rows[1].wall_s / 1.5)
+    assert perf.main(["--n-utts", "1", "--duration", "0.5", "--n-iter", "2", "--algorithms", "vem", "--devices", "cpu", "cuda",
+                      "--batch-sizes", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cuda: skipped" in out and "batch-size curve" in out and "reference-mcem" not in out
+
+
+def test_device_agreement_of_a_device_with_itself(one_torch_thread):
+    model = perf.load_model(None, "a-vae")
+    inputs = perf.make_inputs(2, 0.5, lips=False)
+    rows = perf.device_agreement(model, inputs, ["peem", "mcem"], ("cpu", "cpu"), params={"peem": {"n_iter": 2}, "mcem": {"n_iter": 1}})
+    assert [r.algorithm for r in rows] == ["peem", "mcem"] and all(r.ok and r.max_abs == 0.0 for r in rows)
+    assert rows[0].same_stream and not rows[1].same_stream
