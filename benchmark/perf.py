@@ -646,13 +646,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_args(args: argparse.Namespace) -> int:
-    """Run the asked modes and print their tables; 1 when ``--agreement`` finds a disagreement."""
+    """Run the asked modes and print their tables. Exit status 1 when ``--agreement`` finds a
+    disagreement, 2 when no named device is available or the agreement lacks a second device."""
     if args.threads:
         torch.set_num_threads(args.threads)
     asked = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     devices, skipped = available_devices(asked)
     for line in skipped:
         print(line)
+    if not devices:
+        print("nothing to run: none of the devices is available")
+        return 2
     model = load_model(args.checkpoint, args.model, args.fusion)
     av = bool(getattr(model, "is_audio_visual", False))
     if args.corpus:
@@ -688,7 +692,8 @@ def main_args(args: argparse.Namespace) -> int:
     if args.agreement:
         pair = devices if len(devices) >= 2 else None
         if pair is None:
-            print(f"agreement: skipped (needs two usable devices, have {devices})")
+            print(f"agreement: not checked (needs two usable devices, have {devices})")
+            rc = 2
         else:
             agree = device_agreement(model, inputs, args.algorithms, pair[:2], params=params, seed=args.seed)
             print(format_agreement(agree, pair[:2]))

@@ -111,3 +111,17 @@ def test_device_agreement_of_a_device_with_itself(one_torch_thread):
     rows = perf.device_agreement(model, inputs, ["peem", "mcem"], ("cpu", "cpu"), params={"peem": {"n_iter": 2}, "mcem": {"n_iter": 1}})
     assert [r.algorithm for r in rows] == ["peem", "mcem"] and all(r.ok and r.max_abs == 0.0 for r in rows)
     assert rows[0].same_stream and not rows[1].same_stream
+
+
+def test_gpu_check_script_parses_and_names_its_steps():
+    """The GPU check script is only run by hand on a CUDA machine; here: bash accepts it and every
+    step it documents is one it runs."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for s in ("agreement", "curve", "profile", "smoke"):
+        assert f"\n    {s})" in text
+    assert "set -euo pipefail" in text and "training.device=cuda" in text and "enhance.device=cuda" in text
