@@ -15,19 +15,38 @@ Calls:
 * ``encode(power, vfeat, mask) -> (mu, logvar)`` each ``[B, T, L]``
 * ``decode(z, vfeat, mask) -> logvar_s [B, T, F]`` the speech log-variance per TF bin;
   ``z`` may carry extra leading sample dims ``[..., B, T, L]``, broadcast against ``vfeat``.
+* with ``return_weights=True`` both also return the fusion weights of that very call:
+  ``encode -> EncoderOutput(mu, logvar, weights)``, ``decode -> DecoderOutput(logvar, weights)``,
+  ``weights [B, T, 2]`` (column 0 = audio, 1 = visual; sample dims of ``z`` averaged) with their
+  graph, or None for a model without fusion weights (audio-only; every fusion reports weights,
+  ``docs/fusion_weights.md``). Models keep no record of their last call.
 * ``prior(vfeat, mask) -> (mu, logvar)`` ``[B, T, L]``: zeros for N(0, I), the visual prior
   p(z | v) for AV-CVAE-style models.
-* ``last_weights() -> dict[str, Tensor [B, T, 2]]``: the fusion weights of the most recent
-  encode/decode calls, keyed "encoder"/"decoder" (column 0 = audio, 1 = visual); empty if the
-  model has none (audio-only; every fusion reports weights, ``docs/fusion_weights.md``).
 * ``save/config``: see :mod:`models.checkpoint`.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
+
+
+class EncoderOutput(NamedTuple):
+    """``encode(..., return_weights=True)``: the posterior ``mu, logvar [B, T, L]`` and the encoder
+    fusion's weights ``[B, T, 2]`` (None without a fusion)."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    weights: Optional[torch.Tensor]
+
+
+class DecoderOutput(NamedTuple):
+    """``decode(..., return_weights=True)``: the speech log-variance ``[..., B, T, F]`` and the
+    decoder fusion's weights ``[B, T, 2]`` (None without a fusion)."""
+
+    logvar: torch.Tensor
+    weights: Optional[torch.Tensor]
 
 
 class SpeechModel(nn.Module):
@@ -40,7 +59,6 @@ class SpeechModel(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._last_weights: dict[str, torch.Tensor] = {}
 
     # -- contract ------------------------------------------------------------------------
     @property
@@ -54,10 +72,12 @@ class SpeechModel(nn.Module):
     def visual_features(self, lips: Optional[torch.Tensor], mask: torch.Tensor) -> Optional[torch.Tensor]:
         return None
 
-    def encode(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+    def encode(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
+               return_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor] | EncoderOutput:  # pragma: no cover
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def decode(self, z: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *,
+               return_weights: bool = False) -> torch.Tensor | DecoderOutput:  # pragma: no cover
         raise NotImplementedError
 
     def prior(self, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,9 +85,6 @@ class SpeechModel(nn.Module):
         B, T = mask.shape
         z = torch.zeros(B, T, self.latent_dim, device=mask.device)
         return z, z
-
-    def last_weights(self) -> dict[str, torch.Tensor]:
-        return dict(self._last_weights)
 
     def config_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -166,8 +166,8 @@ def fusion_weights_with_grad(model: SpeechModel) -> Iterator[dict[str, torch.Ten
     """Inside the block, the per-frame fusion weights ``[B, T, 2]`` (column 1 = visual) of the
     model's encode/decode calls, keyed "encoder"/"decoder", *with their graph*.
 
-    The one place training reaches into the fusions: :meth:`~models.base.SpeechModel.last_weights`
-    keeps detached copies (no gradient for a loss), so this reads ``FusionOutput.weights`` through
+    The one place training reaches into the fusions: the loss's own encode/decode calls are made
+    inside :meth:`training_loss`, so this reads their ``FusionOutput.weights`` through
     forward hooks on the model's ``fusion_enc`` / ``fusion_dec`` modules. Empty for models without
     fusion weights (the A-VAE; every fusion, concat included, reports them)."""
     captured: dict[str, torch.Tensor] = {}
@@ -492,7 +492,7 @@ def write_curves(curves: list[dict[str, float]], out_dir: Path, *, title: str = 
 
 def reliability_probe(model: SpeechModel, items: list[ClipItem], corruptions: tuple[str, ...] = ("noise@1.0", "zeros"),
                       *, seed: int = 0, stft_cfg: STFTConfig = STFTConfig()) -> dict[str, dict[str, float]]:
-    """Mean visual weight (column 1 of :meth:`last_weights`) of the encoder and decoder fusions on
+    """Mean visual weight (column 1 of the returned fusion weights) of the encoder and decoder fusions on
     ``items`` (clean speech, encoder-mean latents) with clean video and with each corruption
     (``"zeros"``: the whole video blank, as in whole-video dropout; other names go through
     :func:`benchmark.conditions.corruptions.apply_corruption`). ``{}`` for models without weights.
@@ -517,9 +517,9 @@ def reliability_probe(model: SpeechModel, items: list[ClipItem], corruptions: tu
             mask = torch.ones(1, it.n_frames, dtype=torch.bool)
             with torch.no_grad():
                 v = model.visual_features(lips, mask)
-                mu, _ = model.encode(it.power[None], v, mask)
-                model.decode(mu, v, mask)
-            w = model.last_weights()
+                mu, _, w_enc = model.encode(it.power[None], v, mask, return_weights=True)
+                w_dec = model.decode(mu, v, mask, return_weights=True).weights
+            w = {k: t for k, t in (("encoder", w_enc), ("decoder", w_dec)) if t is not None}
             if not w:
                 return {}
             for k, t in w.items():

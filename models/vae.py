@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from benchmark.configtools import FieldError, check_fields, did_you_mean
-from models.base import SpeechModel
+from models.base import DecoderOutput, EncoderOutput, SpeechModel
 from models.fusion.base import TEMPORAL_KINDS, Fusion, TemporalContext, count_macs
 from models.registry import FRONTENDS, FUSIONS, MODELS
 from models.visual import FrontendConfig
@@ -259,12 +259,13 @@ class AVAE(_VAEBase):
     name = "a-vae"
     is_audio_visual = False
 
-    def encode(self, power, vfeat, mask):
-        h = torch.tanh(self.audio_projection(power, mask))
-        return self.heads(h)
+    def encode(self, power, vfeat, mask, *, return_weights: bool = False):
+        mu, lv = self.heads(torch.tanh(self.audio_projection(power, mask)))
+        return EncoderOutput(mu, lv, None) if return_weights else (mu, lv)
 
-    def decode(self, z, vfeat, mask):
-        return self.dec_out(torch.tanh(self.lin_z(z)))
+    def decode(self, z, vfeat, mask, *, return_weights: bool = False):
+        d = self.dec_out(torch.tanh(self.lin_z(z)))
+        return DecoderOutput(d, None) if return_weights else d
 
 
 @MODELS.register("av-vae")
@@ -317,20 +318,25 @@ class AVVAE(_VAEBase):
 
         return self.frontend(resize_lips_float(lips, self.config.lip_size), mask)
 
-    def encode(self, power, vfeat, mask, level=None):
+    def encode(self, power, vfeat, mask, level=None, *, return_weights: bool = False):
+        """``(mu, logvar)`` ``[B, T, L]``; with ``return_weights`` an :class:`EncoderOutput` that also
+        carries the encoder fusion's weights ``[B, T, 2]`` (with their graph; None without one)."""
         a = self.audio_projection(power, mask)
         if self.fusion_enc is None:
-            self._last_weights.pop("encoder", None)
-            return self.heads(torch.tanh(a))
+            mu, lv = self.heads(torch.tanh(a))
+            return EncoderOutput(mu, lv, None) if return_weights else (mu, lv)
         out = self.fusion_enc(a, self._require(vfeat, mask), mask, **_level_kw(level))
-        self._store("encoder", out.weights)
-        return self.heads(out.fused)
+        mu, lv = self.heads(out.fused)
+        return EncoderOutput(mu, lv, out.weights) if return_weights else (mu, lv)
 
-    def decode(self, z, vfeat, mask, level=None):
+    def decode(self, z, vfeat, mask, level=None, *, return_weights: bool = False):
+        """Speech log-variance ``[..., B, T, F]`` for ``z [..., B, T, L]``; with ``return_weights`` a
+        :class:`DecoderOutput` that also carries the decoder fusion's weights ``[B, T, 2]`` (mean
+        over the sample dims of ``z``; None without a decoder fusion)."""
         b = self.lin_z(z)
         if self.fusion_dec is None:
-            self._last_weights.pop("decoder", None)
-            return self.dec_out(torch.tanh(b))
+            d = self.dec_out(torch.tanh(b))
+            return DecoderOutput(d, None) if return_weights else d
         vfeat = self._require(vfeat, mask)
         lead = b.shape[:-3]
         B, T, H = b.shape[-3:]
@@ -342,20 +348,14 @@ class AVVAE(_VAEBase):
         else:
             out = self.fusion_dec(b, vfeat, mask, **_level_kw(level))
             fused, w = out.fused, out.weights
-        self._store("decoder", w)
-        return self.dec_out(fused)
+        d = self.dec_out(fused)
+        return DecoderOutput(d, w) if return_weights else d
 
     def prior(self, vfeat, mask):
         if not self.config.visual_prior:
             return super().prior(vfeat, mask)
         h = torch.relu(self.prior_hidden(self._require(vfeat, mask)))
         return self.prior_mu(h), self.prior_lv(h)
-
-    def _store(self, key: str, weights: Optional[torch.Tensor]) -> None:
-        if weights is None:
-            self._last_weights.pop(key, None)
-        else:
-            self._last_weights[key] = weights.detach()
 
     def init_from_avae(self, avae: AVAE) -> list[str]:
         """Copy the audio path of a trained A-VAE (input statistics, ``Lin_x``, encoder heads,

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from models.base import SpeechModel
+from models.base import DecoderOutput, EncoderOutput, SpeechModel
 
 
 class ToyAudioVAE(SpeechModel):
@@ -37,20 +37,21 @@ class ToyAudioVAE(SpeechModel):
     def n_freq(self) -> int:
         return self.mean.shape[0]
 
-    def encode(self, power, vfeat, mask):
+    def encode(self, power, vfeat, mask, *, return_weights=False):
         B, T, _ = power.shape
         z = torch.zeros(B, T, self._L, dtype=power.dtype, device=power.device)
-        return z, z
+        return EncoderOutput(z, z, None) if return_weights else (z, z)
 
-    def decode(self, z, vfeat, mask):
-        return self.mean + z @ self.U
+    def decode(self, z, vfeat, mask, *, return_weights=False):
+        d = self.mean + z @ self.U
+        return DecoderOutput(d, None) if return_weights else d
 
     def config_dict(self):
         return {"name": self.name}
 
 
 class ToyAVVAE(SpeechModel):
-    """AV toy: ``logvar = onehot(video) @ templates + 0.1 * z @ U`` with a recorded dummy fusion weight."""
+    """AV toy: ``logvar = onehot(video) @ templates + 0.1 * z @ U`` with a dummy fusion weight (0.5) returned on request."""
 
     name = "toy-av"
     is_audio_visual = True
@@ -73,14 +74,15 @@ class ToyAVVAE(SpeechModel):
     def visual_features(self, lips: Optional[torch.Tensor], mask: torch.Tensor):
         return lips.flatten(2)  # [B, T, C]
 
-    def encode(self, power, vfeat, mask):
+    def encode(self, power, vfeat, mask, *, return_weights=False):
         B, T, _ = power.shape
         z = torch.zeros(B, T, self._L, dtype=power.dtype, device=power.device)
-        return z, z
+        return EncoderOutput(z, z, None) if return_weights else (z, z)
 
-    def decode(self, z, vfeat, mask):
-        self._last_weights = {"decoder": torch.full((*mask.shape, 2), 0.5, dtype=z.dtype)}
-        return vfeat @ self.D + z @ self.U
+    def decode(self, z, vfeat, mask, *, return_weights=False):
+        d = vfeat @ self.D + z @ self.U
+        w = torch.full((*mask.shape, 2), 0.5, dtype=z.dtype)  # a dummy fusion weight
+        return DecoderOutput(d, w) if return_weights else d
 
     def config_dict(self):
         return {"name": self.name}

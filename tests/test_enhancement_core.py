@@ -279,3 +279,29 @@ def test_decoder_calls_trace_counts_the_passes(toy_models):
     ld = enhance(a, "ldem", inputs, params=FAST["ldem"], progress=False)[0].traces
     # one graph pass per iteration, one more at the first gradient, and the Wiener filter
     assert int(ld["decoder_calls"]) == FAST["ldem"]["n_iter"] + 1 + 1
+
+
+def test_context_select_slices_every_batched_field(toy_models):
+    """EMContext.select slices its batched state generically: a field added later (tensor, list,
+    dict of tensors) leaves the batch with its utterance without any code naming it; a field that
+    is neither batched nor declared shared is an error."""
+    from models.enhancement.em import EMContext
+
+    _, av = toy_models
+    batch = make_batch([prepare_item(i, k, need_lips=True) for k, i in enumerate(_inputs(3))])
+    ctx = EMContext(av, batch, algorithm="mcem", seed=0)
+    ctx.new_state = torch.arange(3.0)[:, None] * torch.ones(3, ctx.T)  # [B, T]
+    ctx.new_list = ["a", "b", "c"]
+    ctx.new_dict = {"x": torch.arange(3)}
+    keep = torch.tensor([True, False, True])
+    sub = ctx.select(keep)
+    assert sub.B == 2 and sub.batch.item_ids == [batch.item_ids[0], batch.item_ids[2]]
+    assert torch.equal(sub.new_state[:, 0], torch.tensor([0.0, 2.0])) and sub.new_list == ["a", "c"]
+    assert torch.equal(sub.new_dict["x"], torch.tensor([0, 2]))
+    for name in ("P", "mask", "enc_mu", "prior_prec", "enc_weights", "vfeat"):
+        assert torch.equal(getattr(sub, name), getattr(ctx, name)[keep]), name
+    assert sub.gens == [ctx.gens[0], ctx.gens[2]] and sub.n_frames == [ctx.n_frames[0], ctx.n_frames[2]]
+    assert sub.model is ctx.model and ctx.new_list == ["a", "b", "c"]  # the parent is unchanged
+    ctx.not_batched = torch.zeros(5)
+    with pytest.raises(TypeError, match="not_batched"):
+        ctx.select(keep)

@@ -78,7 +78,10 @@ def test_av_vae_from_avae_is_the_avae_bit_for_bit(name, temporal):
         assert torch.equal(m.decode(z, v, mask), avae.decode(z, None, mask))
         zs = torch.randn((3,) + mu_a.shape, generator=torch.Generator().manual_seed(8))  # latent samples
         assert torch.equal(m.decode(zs, v, mask), avae.decode(zs, None, mask))
-        for side, w in m.last_weights().items():
+        sides = {"encoder": m.encode(power, v, mask, return_weights=True).weights,
+                 "decoder": m.decode(zs, v, mask, return_weights=True).weights}
+        assert all(w is not None for w in sides.values())
+        for side, w in sides.items():
             assert torch.equal(w[..., 1], torch.zeros_like(w[..., 1])), side
             assert torch.equal(w[..., 0], torch.ones_like(w[..., 0])), side
 

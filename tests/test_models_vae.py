@@ -54,8 +54,13 @@ def test_av_contract_shapes_and_weights(fusion, frontend):
     assert mu.shape == lv.shape == (2, 9, L)
     out = m.decode(mu, v, mask)
     assert out.shape == (2, 9, F)
-    w = m.last_weights()  # every fusion reports weights (concat: the video's share, docs/fusion_weights.md)
-    assert set(w) == {"encoder", "decoder"} and w["decoder"].shape == (2, 9, 2)
+    # every fusion returns weights on request (concat: the video's share, docs/fusion_weights.md)
+    enc = m.encode(power, v, mask, return_weights=True)
+    dec = m.decode(mu, v, mask, return_weights=True)
+    assert torch.equal(enc.mu, mu) and torch.equal(enc.logvar, lv) and torch.equal(dec.logvar, out)
+    assert enc.weights.shape == dec.weights.shape == (2, 9, 2)
+    assert torch.allclose(dec.weights.sum(-1), torch.ones(2, 9), atol=1e-5)
+    assert not hasattr(m, "last_weights")  # no record of the last call: the weights are return values
     # extra sample dims broadcast against vfeat and give the same result per sample
     z = torch.randn(3, 2, 9, L)
     outs = m.decode(z, v, mask)
@@ -72,7 +77,8 @@ def test_audio_only_contract():
     assert m.visual_features(None, mask) is None
     mu, lv = m.encode(power, None, mask)
     assert m.decode(torch.randn(4, 2, 9, L), None, mask).shape == (4, 2, 9, F)
-    assert m.last_weights() == {}
+    assert m.encode(power, None, mask, return_weights=True).weights is None
+    assert m.decode(mu, None, mask, return_weights=True).weights is None
     assert m.latent_dim == L and m.n_freq == F
 
 

@@ -85,7 +85,7 @@ class EMContext:
         with torch.no_grad():
             self.vfeat = model.visual_features(batch.lips, batch.mask) if getattr(model, "is_audio_visual", False) else None
             prior_mu, prior_lv = model.prior(self.vfeat, batch.mask)
-            mu, lv = model.encode(self.P, self.vfeat, batch.mask, **self.level_kw)
+            mu, lv, enc_w = model.encode(self.P, self.vfeat, batch.mask, return_weights=True, **self.level_kw)
             # padded frames: z = 0 and a N(0, I) prior keep every decoder output and term finite there
             m3 = batch.mask.unsqueeze(-1)
             self.enc_mu = torch.where(m3, mu, torch.zeros_like(mu))
@@ -93,35 +93,41 @@ class EMContext:
             self.prior_mu = torch.where(m3, prior_mu, torch.zeros_like(prior_mu))
             self.prior_logvar = torch.where(m3, prior_lv, torch.zeros_like(prior_lv))
             self.prior_prec = torch.exp(-self.prior_logvar)
-            self.enc_weights = _weights(model, "encoder")
+            self.enc_weights = reduce_weights(enc_w)  # [B, T, 2] or None
         self.decoder_calls = 0
+
+    #: attributes shared by every utterance of the batch (not sliced by :meth:`select`); every
+    #: other tensor, list or dict attribute is batched along its first dimension
+    SHARED = frozenset({"model", "device", "B", "T", "F", "decoder_calls"})
 
     def select(self, rows: torch.Tensor) -> "EMContext":
         """The context of the utterances ``rows`` (bool ``[B]``) only: converged utterances leave
-        the batch (:func:`run_em`). Their generators go along, so the random draws of the rows
-        that stay do not change."""
+        the batch (:func:`run_em`). Every batched attribute is sliced generically (tensors and
+        lists on their first dimension, dicts value by value, the :class:`Batch` by its own
+        ``select``), so a new batched field needs no code here; anything else that is not in
+        :attr:`SHARED` is an error. The generators go along, so the random draws of the rows that
+        stay do not change."""
         idx = rows.nonzero().flatten().tolist()
-        new = object.__new__(EMContext)
-        new.__dict__.update(self.__dict__)
-        new.batch = self.batch.select(rows)
-        new.level_kw = {k: v[rows] for k, v in self.level_kw.items()}
-        for k in ("P", "mask", "maskf", "prior_mu", "prior_logvar", "prior_prec", "enc_mu", "enc_logvar"):
-            setattr(new, k, getattr(self, k)[rows])
-        new.vfeat = None if self.vfeat is None else self.vfeat[rows]
-        new.enc_weights = None if self.enc_weights is None else self.enc_weights[rows]
+        new = object.__new__(type(self))
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = v if k in self.SHARED else _select_rows(v, rows, idx, self.B, k)
         new.B = len(idx)
-        new.n_frames = [self.n_frames[i] for i in idx]
-        new.gens = [self.gens[i] for i in idx]
         return new
 
     # -- model --------------------------------------------------------------------------
     def decode_var(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
+        return self.decode_var_weights(z)[0]
+
+    def decode_var_weights(self, z: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``sigma^2(z)`` ``[..., B, T, F]`` and the decoder fusion's weights of this call
+        ``[B, T, 2]`` (detached, mean over the sample dims; None for a model without them)."""
         self.decoder_calls += 1
-        d = self.model.decode(z, self.vfeat, self.mask, **self.level_kw)
+        d, w = self.model.decode(z, self.vfeat, self.mask, return_weights=True, **self.level_kw)
+        w = reduce_weights(w)
         if torch.is_grad_enabled() or d._base is not None:
-            return torch.exp(d)
-        return d.exp_()  # no autograd: the decoder's fresh output is exponentiated in place
+            return torch.exp(d), w
+        return d.exp_(), w  # no autograd: the decoder's fresh output is exponentiated in place
 
     # -- probabilities ---------------------------------------------------------------------
     def nll_frames(self, Vs: torch.Tensor, st: NMFState, WH: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -191,6 +197,23 @@ class EMContext:
         return int(self.enc_mu.shape[-1])
 
 
+def _select_rows(v: Any, rows: torch.Tensor, idx: list[int], B: int, name: str) -> Any:
+    """``v`` restricted to the utterances ``rows`` (bool ``[B]``; ``idx`` its indices): a tensor
+    or list/tuple with ``B`` entries on its first dimension, a dict of such, a :class:`Batch`, or
+    None."""
+    if v is None:
+        return None
+    if isinstance(v, Batch):
+        return v.select(rows)
+    if isinstance(v, dict):
+        return {k: _select_rows(x, rows, idx, B, f"{name}[{k!r}]") for k, x in v.items()}
+    if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == B:
+        return v[rows]
+    if isinstance(v, (list, tuple)) and len(v) == B:
+        return type(v)(v[i] for i in idx)
+    raise TypeError(f"EMContext.{name}: not batched on its first dimension ({B} utterances) and not declared shared")
+
+
 def reduce_weights(w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """Fusion weights with sample dims ``[..., B, T, 2]`` reduced to ``[B, T, 2]`` (mean over samples)."""
     if w is None:
@@ -199,15 +222,6 @@ def reduce_weights(w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     while w.dim() > 3:
         w = w.mean(0)
     return w
-
-
-def _weights(model: Any, key: str) -> Optional[torch.Tensor]:
-    """The fusion weights of the model's last call, reduced to ``[B, T, 2]``."""
-    try:
-        w = model.last_weights().get(key)
-    except Exception:  # a model without weights support
-        return None
-    return reduce_weights(w)
 
 
 def select_optimizer(opt: torch.optim.Optimizer, params: list[torch.Tensor], rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
@@ -352,8 +366,7 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
     batch = ctx.batch
     with torch.no_grad():
         z = algo.final_latents(ctx, st).detach()
-        Vs = ctx.decode_var(z)  # [R, B, T, F]
-        dec_w = _weights(ctx.model, "decoder")
+        Vs, dec_w = ctx.decode_var_weights(z)  # [R, B, T, F], [B, T, 2] or None
         # a visual prior p(z | v): its precision relative to N(0, I) as a reliability trace
         prior_w = prior_visual_weight(ctx.prior_logvar) if getattr(ctx.model, "uses_visual_prior", False) else None
         gain = wiener_gain(Vs, st.g, st.noise_var())  # [B, T, F]

@@ -82,7 +82,8 @@ class Component:
     """One speech model inside the switch, with what the EM needs from it for one batch.
 
     ``decode(z) -> logvar [..., B, T, F]`` for ``z [..., B, T, L]``; ``prior_mu``/``prior_logvar``
-    and ``z_init`` are ``[B, T, L]``.
+    and ``z_init`` are ``[B, T, L]``; ``decode_weights(z) -> (logvar, weights [B, T, 2] | None)``
+    the same pass with the model's decoder fusion weights (None: a component without them).
     """
 
     name: str
@@ -90,7 +91,13 @@ class Component:
     prior_mu: torch.Tensor
     prior_logvar: torch.Tensor
     z_init: torch.Tensor
-    last_weights: Callable[[], dict[str, torch.Tensor]] = field(default=lambda: {})
+    decode_weights: Optional[Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]]] = None
+
+    def decode_with_weights(self, z: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(logvar [..., B, T, F], decoder fusion weights [B, T, 2] or None)`` of one decoder pass."""
+        if self.decode_weights is None:
+            return self.decode(z), None
+        return self.decode_weights(z)
 
 
 def component_from_model(model: Any, power: torch.Tensor, lips: Optional[torch.Tensor], mask: torch.Tensor, name: str) -> Component:
@@ -106,7 +113,7 @@ def component_from_model(model: Any, power: torch.Tensor, lips: Optional[torch.T
         prior_mu=pmu.detach(),
         prior_logvar=plv.detach(),
         z_init=mu.detach(),
-        last_weights=getattr(model, "last_weights", lambda: {}),
+        decode_weights=lambda z, _m=model, _v=vfeat, _k=mask: tuple(_m.decode(z, _v, _k, return_weights=True)),
     )
 
 
@@ -352,6 +359,7 @@ class EStepResult:
     acceptance: Optional[torch.Tensor] = None  # [B] MH acceptance rate over the real frames
     log_prior: Optional[torch.Tensor] = None  # [R, B, T] log p_k(z_r) of the samples
     z_mean: Optional[torch.Tensor] = None  # [B, T, L] mean of the samples' latents (Laplace point)
+    weights: Optional[torch.Tensor] = None  # [B, T, 2] the decoder fusion weights of the samples' pass
 
 
 def mh_estep(
@@ -366,9 +374,9 @@ def mh_estep(
         energy = lambda zz: frame_energy(comp, zz, resp, X2, WH, g, mask)  # noqa: E731
         res = sampler.run(z, energy(z), energy, mask, rnd.randn, rnd.rand, n_steps, burn_in)
         kept = res.kept.reshape(-1, *res.kept.shape[2:])  # [R * C, B, T, L], step-major
-        sig2 = torch.exp(comp.decode(kept))
+        d, w = comp.decode_with_weights(kept)
         rate = RandomWalkMH.rate(res.accepted, mask, n_steps)
-        return EStepResult(sig2, res.z, rate, log_prior_density(comp, kept), kept.mean(0))
+        return EStepResult(torch.exp(d), res.z, rate, log_prior_density(comp, kept), kept.mean(0), reduce_weights(w))
 
 
 def langevin_estep(
@@ -391,9 +399,14 @@ def langevin_estep(
         return gr
 
     z = sampler.run(z.detach(), grad, rnd.randn).detach()
+    return final_langevin(comp, z)
+
+
+def final_langevin(comp: Component, z: torch.Tensor) -> EStepResult:
+    """The samples of Langevin chains ``z [C, B, T, L]``: the chains' states, decoded."""
     with torch.no_grad():
-        sig2 = torch.exp(comp.decode(z))
-    return EStepResult(sig2, z, None, log_prior_density(comp, z), z.mean(0))
+        d, w = comp.decode_with_weights(z)
+    return EStepResult(torch.exp(d), z, None, log_prior_density(comp, z), z.mean(0), reduce_weights(w))
 
 
 # ----------------------------------------------------------------------------------------
@@ -415,15 +428,6 @@ class SwitchEMResult:
     switch_log_init: torch.Tensor  # [B, 2]
     switch_log_trans: Optional[torch.Tensor]  # [B, 2, 2] (markov)
     component_weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-
-
-def _snapshot_weights(comp: Component) -> dict[str, torch.Tensor]:
-    """The component model's fusion weights of its last decoder call (empty when it has none)."""
-    try:
-        lw = comp.last_weights()
-    except Exception:  # pragma: no cover - diagnostics only
-        lw = {}
-    return {k: v.detach() for k, v in lw.items()}
 
 
 def sampler_for(estep: Any) -> RandomWalkMH | Langevin:
@@ -517,15 +521,15 @@ def run_switching_em(
                 r = mh_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, steps, burn, sampler)
                 acc.append(r.acceptance)
             elif final:  # Langevin: the chains' current states, as published
-                r = EStepResult(torch.exp(comp.decode(zs[k])), zs[k], None, log_prior_density(comp, zs[k]), zs[k].mean(0))
+                r = final_langevin(comp, zs[k])
             else:
                 r = langevin_estep(comp, zs[k], resp, X2, WH, g, fmask, rnd, sampler, estep.prior_weight, estep.tv)
             zs[k] = r.z
             sig_all.append(r.sig2)
             lps.append(r.log_prior)
             n_per.append(r.sig2.shape[0])
-            if final:  # the fusion weights of the decoder pass of the samples (before the Laplace passes)
-                comp_w[comp.name] = _snapshot_weights(comp)
+            if final and r.weights is not None:  # the fusion weights of the decoder pass of the samples
+                comp_w[comp.name] = {"decoder": r.weights.detach()}
             if laplace:
                 evs.append(laplace_evidence(comp, r.z_mean, X2, WH, g, fmask))
         rate = torch.stack(acc).mean(0) if acc else nan.clone()
@@ -572,7 +576,6 @@ def run_switching_em(
         post, pair, _ = switch_posterior(emit, mask, sp)
         post = post.to(dt)
         gain = wiener_gain(sig2, g, noise_var(W, H), particle_weights(post, n_per))
-    comp_w = {name: w for name, w in comp_w.items() if w}
     return SwitchEMResult(
         wiener_gain=gain * mask[..., None], switch_post=post, W=W, H=H, g=g,
         cost=torch.stack(costs, -1), free_energy=torch.stack(fes, -1), acceptance=torch.stack(accs, -1),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import SpeechModel
+from models.base import DecoderOutput, EncoderOutput, SpeechModel
 
 # formant pairs (Hz) of a few vowels and the mouth opening each one gets in the toy video
 _VOWELS = [((730, 1090), 1.0), ((270, 2290), 0.25), ((300, 870), 0.35), ((530, 1840), 0.6), ((570, 840), 0.7)]
@@ -94,21 +94,28 @@ class ToyVAE(SpeechModel):
             return None
         return self.vnet(lips.flatten(-2))
 
-    def _fuse(self, a: torch.Tensor, vfeat: Optional[torch.Tensor], proj: nn.Linear, gate: nn.Linear, key: str) -> torch.Tensor:
+    def _fuse(self, a: torch.Tensor, vfeat: Optional[torch.Tensor], proj: nn.Linear,
+              gate: nn.Linear) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The fused hidden layer and the fusion weights ``[B, T, 2]`` (mean over sample dims; None
+        for the audio-only toy)."""
         if not self.is_audio_visual or vfeat is None:
-            return torch.tanh(a)
+            return torch.tanh(a), None
         v = proj(vfeat).expand_as(a)
         w = torch.sigmoid(gate(torch.cat([a, v], -1)))  # visual weight
-        self._last_weights[key] = torch.cat([1 - w, w], -1).detach()
-        return torch.tanh((1 - w) * a + w * v)
+        ww = torch.cat([1 - w, w], -1)
+        while ww.dim() > 3:
+            ww = ww.mean(0)
+        return torch.tanh((1 - w) * a + w * v), ww
 
-    def encode(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor):
-        h = self._fuse(self.enc(torch.log1p(power)), vfeat, getattr(self, "enc_v", None), getattr(self, "gate_e", None), "encoder")
-        return self.enc_mu(h), self.enc_lv(h)
+    def encode(self, power: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *, return_weights: bool = False):
+        h, w = self._fuse(self.enc(torch.log1p(power)), vfeat, getattr(self, "enc_v", None), getattr(self, "gate_e", None))
+        mu, lv = self.enc_mu(h), self.enc_lv(h)
+        return EncoderOutput(mu, lv, w) if return_weights else (mu, lv)
 
-    def decode(self, z: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        h = self._fuse(self.dec(z), vfeat, getattr(self, "dec_v", None), getattr(self, "gate_d", None), "decoder")
-        return self.dec_out(h)
+    def decode(self, z: torch.Tensor, vfeat: Optional[torch.Tensor], mask: torch.Tensor, *, return_weights: bool = False):
+        h, w = self._fuse(self.dec(z), vfeat, getattr(self, "dec_v", None), getattr(self, "gate_d", None))
+        d = self.dec_out(h)
+        return DecoderOutput(d, w) if return_weights else d
 
     def config_dict(self) -> dict:
         return {"n_freq": self._n_freq, "latent_dim": self._latent, "visual": self.is_audio_visual}
