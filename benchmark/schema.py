@@ -41,6 +41,10 @@ ENH_COLUMNS = [
     "wall_time_s", "rtf", "device", "status", "error",
 ]
 RESULT_ID_COLUMNS = ITEM_COLUMNS + ["model_id", "model", "fusion", "algorithm"]
+# optional id column: the training seed of the row's model (one run per seed of training.seeds);
+# may be empty for the baselines, which are not trained. The report resamples it (benchmark.report.stats).
+TRAIN_SEED_COLUMN = "train_seed"
+OPTIONAL_ID_COLUMNS = [TRAIN_SEED_COLUMN]
 # metric columns: "<metric>", "input_<metric>", "delta_<metric>", "<metric>_error" (reason or "")
 WEIGHT_COLUMNS = [
     "visual_weight_mean", "visual_weight_mean_clean_frames", "visual_weight_mean_corrupted_frames",

@@ -19,9 +19,10 @@ from benchmark.report import diagnostics as diag
 from benchmark.report import plots
 from benchmark.report.html import HtmlReport, frame_table_html, methods_html, metric_methods, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
-from benchmark.report.stats import paired_tests, summarize_many
+from benchmark.report.stats import SEED_COLUMN, paired_tests, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
-from benchmark.report.tables import efficiency_table, paper_table, write_frame
+from benchmark.report.tables import (PRECISION_TARGET_DB, efficiency_table, paper_table, precision_table,
+                                     seed_spread_table, write_frame)
 from benchmark.spec import ReportSpec
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,15 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     tests = pd.concat([paired_tests(df, m, references=rs.references, **kw) for m in cols], ignore_index=True) if cols else pd.DataFrame()
     if not tests.empty:
         tests.to_csv(ctx.tables / "paired_tests.csv", index=False)
+    qual = "delta_si_sdr" if "delta_si_sdr" in df else (f"delta_{metrics[0]}" if metrics else None)
+    n_seeds = int(df[SEED_COLUMN].dropna().nunique()) if SEED_COLUMN in df else 1
+    spread = seed_spread_table(df, qual, systems=order) if qual else pd.DataFrame()
+    if not spread.empty:
+        write_frame(spread, ctx.tables / "seed_spread", title=f"Spread between training seeds: {metric_label(qual)}")
+    precision = precision_table(df, qual, references=rs.references, systems=order, **kw) if qual else pd.DataFrame()
+    if not precision.empty:
+        write_frame(precision, ctx.tables / "achieved_precision",
+                    title=f"Achieved precision: {rs.ci:.0%} CI half-width of paired differences in {metric_label(qual)}")
     steps.update()
 
     # ---- reliability diagnostics -------------------------------------------------------------
@@ -232,7 +242,6 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     steps.update()
 
     # ---- efficiency ------------------------------------------------------------------------
-    qual = "delta_si_sdr" if "delta_si_sdr" in df else (f"delta_{metrics[0]}" if metrics else None)
     eff = efficiency_table(df, quality_metric=qual or "", systems=order)
     write_frame(eff, ctx.tables / "efficiency", title="Efficiency", floatfmt=".4g")
     steps.update()
@@ -269,6 +278,7 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     figs["research"] = plots.research_question(rel_show, ctx.pal, order, ctx.figures / "reliability_vs_robustness")
     if qual:
         figs["compute"] = plots.quality_vs_compute(eff, ctx.pal, order, ctx.figures / "quality_vs_compute", quality=qual)
+        figs["seed_strip"] = plots.seed_strip(spread, ctx.pal, order, ctx.figures / f"seed_spread_{qual}", metric=qual)
     steps.update()
 
     # ---- HTML --------------------------------------------------------------------------------
@@ -276,7 +286,9 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     n_utt = df["utt_id"].nunique()
     n_fail = int((df.get("status", pd.Series(dtype=str)).astype(str) == "failed").sum())
     h.subtitle.append(f"{len(df)} result rows · {n_utt} utterances · {df['condition_id'].nunique()} conditions · "
-                      f"{len(order)} systems · {n_fail} failed rows")
+                      f"{len(order)} systems · {n_seeds} training seed{'s' if n_seeds != 1 else ''} · {n_fail} failed rows")
+    ci_what = (f"{rs.ci:.0%} hierarchical bootstrap CI over {n_seeds} training seeds and {n_utt} utterances"
+               if n_seeds > 1 else f"{rs.ci:.0%} bootstrap CI over {n_utt} utterances")
     h.subtitle.append(f"run folder {rd.run_dir} · generated {time.strftime('%Y-%m-%d %H:%M')}")
     if rd.info.get("synthetic_fake_run"):
         h.note("This run folder is a FAKE written by benchmark.report.synthetic_run for testing: the numbers are made "
@@ -290,7 +302,7 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         h.raw(paper_table_html(headline, ctx.pal))
     for key in ("snr_delta_si_sdr", "research"):
         if figs.get(key):
-            h.figure(figs[key][0], {"snr_delta_si_sdr": "SI-SDR improvement vs input SNR (bands: 95% bootstrap CI over utterances).",
+            h.figure(figs[key][0], {"snr_delta_si_sdr": f"SI-SDR improvement vs input SNR (bands: {ci_what}).",
                                     "research": "Do reliability weights track corrupted video, and does it pay off? Left: "
                                     "AUC of the visual weight separating clean from corrupted frames. Right: loss of "
                                     "SI-SDR improvement from clean to fully corrupted video. Hatched: the diagnostics' controls "
@@ -301,6 +313,23 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         h.raw(paper_table_html(tables[m], ctx.pal))
         if f"delta_{m}" in tables:
             h.raw(paper_table_html(tables[f"delta_{m}"], ctx.pal))
+    if not spread.empty:
+        h.section("Spread between training seeds")
+        h.para(f"Each system with a model was trained with {n_seeds} seeds. Per seed: the mean {metric_label(qual)} over "
+               "all its utterances and conditions; the between-seed SD of those means; the system's rank among these "
+               "systems in each seed (1 = best). A ranking that changes between seeds does not survive retraining.")
+        h.raw(frame_table_html(spread, palette=ctx.pal))
+        if figs.get("seed_strip"):
+            h.figure(figs["seed_strip"][0], "Mean per training seed of every system (dots), their mean (bar) and ± one "
+                                            "between-seed SD (band).")
+    if not precision.empty:
+        h.section("Achieved precision")
+        h.para(f"Half-width (dB) of the {ci_what} of the "
+               f"mean paired difference in {metric_label(qual)} of each system vs each reference (same utterance, "
+               f"condition and training seed), in the headline conditions (clean video at each SNR, pooled over noise "
+               f"types) and over all conditions. Target of the study: ≤ {PRECISION_TARGET_DB:g} dB in the headline "
+               "conditions.", cls="muted")
+        h.raw(frame_table_html(precision, palette=ctx.pal))
     per_noise = [k for k in tables if "@" in k]
     if per_noise:
         h.section("Per noise type")
@@ -346,10 +375,10 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
             figs[f"example_{it}"] = ex_figs
     if not tests.empty:
         h.section("Paired tests")
-        h.para("Wilcoxon signed-rank tests (scipy) of each system against the references on the same utterances and "
-               "conditions, Holm-corrected per metric; effect sizes: mean difference with bootstrap CI and "
-               "matched-pairs rank-biserial correlation.", cls="muted")
-        show = tests[["metric", "system", "reference", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "rank_biserial"]]
+        h.para("Wilcoxon signed-rank tests (scipy) of each system against the references on the same (utterance, "
+               "condition, training seed) triples, Holm-corrected per metric; effect sizes: mean difference with its "
+               f"{ci_what} and matched-pairs rank-biserial correlation.", cls="muted")
+        show = tests[["metric", "system", "reference", "n_pairs", "n_seeds", "n_utterances", "mean_diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "rank_biserial"]]
         h.raw(frame_table_html(show, formats={"p": ".2e", "p_holm": ".2e"}, palette=ctx.pal))
     h.section("Methods")
     h.raw(methods_html(metric_methods(rd.info, list(rd.metrics))))
@@ -372,9 +401,14 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         md += [headline.to_markdown(), ""]
     if "delta_si_sdr" in tables:
         md += [tables["delta_si_sdr"].to_markdown(), ""]
-    if not rel_show.empty:
-        from benchmark.report.tables import frame_to_markdown
+    from benchmark.report.tables import frame_to_markdown
 
+    if not spread.empty:
+        md += [frame_to_markdown(spread, ".3f", f"Spread between training seeds: {metric_label(qual)}"), ""]
+    if not precision.empty:
+        md += [frame_to_markdown(precision, ".3f", f"Achieved precision: {rs.ci:.0%} CI half-width (dB) of paired "
+                                                   f"differences in {metric_label(qual)} (target ≤ {PRECISION_TARGET_DB:g} dB)"), ""]
+    if not rel_show.empty:
         md += [frame_to_markdown(rel_show, ".3f", "Reliability-weight diagnostics"), ""]
     md += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for fl in figs.values() for p in fl if p.suffix == ".png"]
     md += ["", "## Tables", ""] + [f"- [{p.name}](tables/{p.name})" for p in sorted(ctx.tables.glob("*.md"))]

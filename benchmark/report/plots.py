@@ -372,3 +372,40 @@ def weight_trace_example(lips: Optional[np.ndarray], lip_corruption: Optional[np
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return save(fig, stem)
+
+
+def seed_strip(spread: pd.DataFrame, pal: Mapping[str, str], order: Sequence[str], stem: Path, *,
+               metric: str = "delta_si_sdr") -> list[Path]:
+    """Strip plot of the spread between training seeds: one row per system of
+    :func:`benchmark.report.tables.seed_spread_table` (``spread``), one dot per seed (its mean
+    ``metric`` over all utterances and conditions), a bar at the mean of the seed means and a
+    line of ± one between-seed SD. Nothing (``[]``) with fewer than two seeds."""
+    if spread is None or spread.empty:
+        return []
+    seed_cols = [c for c in spread.columns if str(c).startswith("seed ")]
+    if len(seed_cols) < 2:
+        return []
+    plt = _plt()
+    systems = [s for s in order if s in set(spread["system"])] or list(spread["system"])
+    sp = spread.set_index("system").reindex(systems)
+    y = np.arange(len(systems))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(systems) + 1.4))
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for yi, s in zip(y, systems):
+        c = colour_of(pal, s)
+        m, sd = sp.loc[s, "mean_of_seeds"], sp.loc[s, "between_seed_sd"]
+        if np.isfinite(sd):
+            ax.plot([m - sd, m + sd], [yi, yi], color=c, lw=2.2, alpha=0.35, solid_capstyle="butt")
+        ax.plot([m, m], [yi - 0.3, yi + 0.3], color=c, lw=2)
+        for j, col in enumerate(seed_cols):
+            v = sp.loc[s, col]
+            if np.isfinite(v):
+                ax.scatter(v, yi + (j - (len(seed_cols) - 1) / 2) * 0.08, s=30, color=c, edgecolor="white", lw=0.6,
+                           marker=markers[j % len(markers)], zorder=3, label=col if yi == y[0] else None)
+    ax.set_yticks(y)
+    ax.set_yticklabels(systems)
+    ax.set_xlabel(f"{metric_label(metric)}: mean per training seed")
+    ax.set_title("Spread between training seeds (dots: seeds; bar: mean; band: ± between-seed SD)", fontsize=10.5)
+    _legend_outside(fig, ax, ncol=min(len(seed_cols), 8))
+    fig.tight_layout()
+    return save(fig, stem)

@@ -5,7 +5,11 @@ the metrics are drawn from a simple generative story (enhancement helps more at 
 weighted fusions lose less when the video is corrupted and move their visual weight down on
 corrupted frames), and the models never existed. It follows the run-folder layout and the
 column names of :mod:`benchmark.schema` so the report can be built and tested before (and
-independently of) the real harness. Nothing produced here is a result.
+independently of) the real harness. With ``FakeRunSpec.train_seeds`` every system with a model
+is "trained" once per seed (a per-(system, seed) offset of SD ``seed_sd_db`` on its SI-SDR
+gain) and its rows carry ``train_seed``; the baselines (no model) are not trained and have an
+empty ``train_seed``. :func:`fake_results_table` writes no files: a results table of any size
+(e.g. to time the statistics of a large study). Nothing produced here is a result.
 """
 from __future__ import annotations
 
@@ -67,6 +71,8 @@ class FakeRunSpec:
     seed: int = 0
     fail_one: bool = True          # make one row a failure (NaN metrics, status failed)
     name: str = "fake"
+    train_seeds: list[int] | None = None  # None: no train_seed column (one training run)
+    seed_sd_db: float = 0.3        # SD of the per-(system, training seed) offset of the gain
 
 
 def _parse_corruption(c: str) -> tuple[str, float]:
@@ -151,11 +157,14 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                     in_sisdr = snr + rn.normal(0, 0.3)
                     in_pesq = float(np.clip(1.1 + 0.08 * (snr + 5) + rn.normal(0, 0.05), 1.0, 4.5))
                     in_stoi = float(np.clip(0.55 + 0.02 * (snr + 5) + rn.normal(0, 0.02), 0, 1))
-                    for sys in spec.systems:
-                        rs = rng(spec.seed, "fake-sys", sys.model_id, sys.algorithm, cid, utt)
+                    for sys, tseed in [(sy, ts) for sy in spec.systems
+                                       for ts in ((spec.train_seeds or [None]) if sy.model_id else [None])]:
+                        rs = rng(spec.seed, "fake-sys", sys.model_id, sys.algorithm, cid, utt, *([] if tseed is None else [tseed]))
+                        seed_off = (0.0 if tseed is None else
+                                    float(rng(spec.seed, "fake-train-seed", sys.model_id, tseed).normal(0, spec.seed_sd_db)))
                         frac_corr = float(np.mean(corr_stft > 0)) * sev
                         lost = sys.visual_help_db * frac_corr * (1 - sys.robustness)
-                        gain = sys.gain_db * (1 - 0.04 * snr) + sys.visual_help_db - lost + rs.normal(0, 0.6)
+                        gain = sys.gain_db * (1 - 0.04 * snr) + sys.visual_help_db - lost + rs.normal(0, 0.6) + seed_off
                         if sys.gain_db == 0:
                             gain = 0.0
                         out_sisdr = in_sisdr + gain
@@ -164,7 +173,9 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                         ed.mkdir(parents=True, exist_ok=True)
                         g = 10 ** (-gain / 20)
                         enh = (clean + g * nz).astype(np.float32)
-                        sf.write(ed / f"{utt}.wav", enh, SR, subtype="FLOAT")
+                        first_seed = tseed is None or tseed == spec.train_seeds[0]
+                        if first_seed:  # one audio file per system: the other seeds' rows share it
+                            sf.write(ed / f"{utt}.wav", enh, SR, subtype="FLOAT")
                         traces_path = ""
                         wmean = wclean = wcorr = wauc = np.nan
                         if sys.weights:
@@ -173,8 +184,9 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                             w = np.clip(w, 0.01, 0.99)
                             wd = np.stack([1 - w, w], axis=1).astype(np.float32)
                             we = np.clip(wd + rs.normal(0, 0.03, wd.shape), 0, 1).astype(np.float32)
-                            np.savez(ed / f"{utt}.npz", weights_encoder=we, weights_decoder=wd,
-                                     corruption_stft=corr_stft, cost=np.linspace(10, 1, 20), frame_rate=FRAME_RATE)
+                            if first_seed:
+                                np.savez(ed / f"{utt}.npz", weights_encoder=we, weights_decoder=wd,
+                                         corruption_stft=corr_stft, cost=np.linspace(10, 1, 20), frame_rate=FRAME_RATE)
                             traces_path = str((ed / f"{utt}.npz").relative_to(run))
                             wmean = float(w.mean())
                             if (corr_stft > 0).any() and (corr_stft == 0).any():
@@ -185,8 +197,9 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                             else:
                                 wclean = wmean if not (corr_stft > 0).any() else np.nan
                         elif sys.model_id:
-                            np.savez(ed / f"{utt}.npz", corruption_stft=corr_stft, cost=np.linspace(10, 1, 20),
-                                     frame_rate=FRAME_RATE)
+                            if first_seed:
+                                np.savez(ed / f"{utt}.npz", corruption_stft=corr_stft, cost=np.linspace(10, 1, 20),
+                                         frame_rate=FRAME_RATE)
                             traces_path = str((ed / f"{utt}.npz").relative_to(run))
                         wall = float(rs.uniform(0.2, 0.4)) * (3 if sys.weights else 1) if sys.model_id else 0.001
                         status, err = STATUS_OK, ""
@@ -199,7 +212,8 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                             "input_estoi": float(np.clip(in_stoi - 0.1, 0, 1)),
                             "sdr": out_sisdr + 0.5, "input_sdr": in_sisdr + 0.5,
                         }
-                        if spec.fail_one and sys.fusion == "gated" and cid == f"{spec.noises[0]}_snr{spec.snrs_db[0]:+g}_none" and utt == utts[0]:
+                        if (spec.fail_one and sys.fusion == "gated" and cid == f"{spec.noises[0]}_snr{spec.snrs_db[0]:+g}_none"
+                                and utt == utts[0] and (tseed is None or tseed == spec.train_seeds[0])):
                             status, err = STATUS_FAILED, "RuntimeError: synthetic failure for testing"
                             metrics = {k: np.nan for k in metrics}
                         for m in ("si_sdr", "pesq_wb", "stoi", "estoi", "sdr"):
@@ -207,11 +221,14 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                             metrics[f"{m}_error"] = "" if status == STATUS_OK else err
                         rel_enh = str((ed / f"{utt}.wav").relative_to(run))
                         mid = sys.model_id or ""
-                        enh_rows.append({"item_id": iid, "model_id": mid, "model": sys.model, "fusion": sys.fusion,
-                                         "algorithm": sys.algorithm, "enhanced_path": rel_enh, "traces_path": traces_path,
-                                         "wall_time_s": wall, "rtf": wall / spec.duration_s, "device": "cpu",
-                                         "status": status, "error": err})
-                        res_rows.append({**ids, "model_id": mid, "model": sys.model, "fusion": sys.fusion,
+                        if first_seed:  # enhanced.parquet: one row per (item, model, algorithm)
+                            enh_rows.append({"item_id": iid, "model_id": mid, "model": sys.model, "fusion": sys.fusion,
+                                             "algorithm": sys.algorithm, "enhanced_path": rel_enh,
+                                             "traces_path": traces_path, "wall_time_s": wall,
+                                             "rtf": wall / spec.duration_s, "device": "cpu", "status": status,
+                                             "error": err})
+                        seed_col = {} if spec.train_seeds is None else {"train_seed": np.nan if tseed is None else tseed}
+                        res_rows.append({**ids, **seed_col, "model_id": mid, "model": sys.model, "fusion": sys.fusion,
                                          "algorithm": sys.algorithm, **metrics, "status": status, "error": err,
                                          "wall_time_s": wall, "rtf": wall / spec.duration_s,
                                          "visual_weight_mean": wmean, "visual_weight_mean_clean_frames": wclean,
@@ -232,3 +249,44 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
     }
     (run / "run.json").write_text(json.dumps(run_json, indent=2))
     return run
+
+
+def fake_results_table(n_systems: int = 20, n_conditions: int = 40, n_seeds: int = 3, n_utts: int = 100, *,
+                       seed: int = 0, seed_sd_db: float = 0.3, utt_sd_db: float = 2.0, noise_sd_db: float = 1.0,
+                       snrs_db: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0)) -> pd.DataFrame:
+    """A results table only (no files): ``n_systems`` systems (two baselines without a model,
+    the rest models, among them ``a-vae`` and ``av-vae/concat``), ``n_conditions`` conditions
+    (noise x SNR x corruption), ``n_seeds`` training seeds, ``n_utts`` utterances; columns of
+    :mod:`benchmark.schema` plus ``system``, ``train_seed`` (empty for the baselines) and
+    ``si_sdr``/``input_si_sdr``/``delta_si_sdr``. SI-SDR = input + system gain + utterance
+    effect (SD ``utt_sd_db``, shared by all systems and seeds) + (system, seed) offset (SD
+    ``seed_sd_db``) + residual (SD ``noise_sd_db``). Made-up numbers, vectorised."""
+    r = rng(seed, "fake-table")
+    noises = ["white", "babble", "cafe", "street", "ssn"]
+    corrs = ["none", "occlusion@0.5", "occlusion@1.0", "blur@1.0", "drop@1.0", "bursty@1.0"]
+    conds = [(nz, snr, c) for c in corrs for nz in noises for snr in snrs_db][:n_conditions]
+    models = ["a-vae", "av-vae/concat"] + [f"av-vae/fusion{i}" for i in range(max(0, n_systems - 4))]
+    systems = [("", "noisy"), ("", "oracle-wiener")] + [(m, "ldem") for m in models]
+    systems = systems[:n_systems]
+    utts = np.array([f"spk{u % 8}_utt{u:03d}" for u in range(n_utts)], dtype=object)
+    utt_eff = r.normal(0, utt_sd_db, n_utts)
+    parts = []
+    for si, (mid, algo) in enumerate(systems):
+        seeds = list(range(n_seeds)) if mid else [None]
+        gain = 0.0 if algo == "noisy" else (12.0 if algo == "oracle-wiener" else 3.0 + 0.1 * si)
+        for ts in seeds:
+            off = 0.0 if ts is None else float(r.normal(0, seed_sd_db))
+            for nz, snr, c in conds:
+                kind, sev = _parse_corruption(c)
+                cid = f"{nz}_snr{snr:+g}_{c}"
+                inp = snr + 0.1 * utt_eff
+                res = 0.0 if algo == "noisy" else r.normal(0, noise_sd_db, n_utts)
+                out = inp + gain + (utt_eff if mid else 0.0) + off + res
+                parts.append(pd.DataFrame({
+                    "item_id": [f"{cid}/{u}" for u in utts], "utt_id": utts, "condition_id": cid, "noise": nz,
+                    "snr_db": snr, "corruption": kind, "severity": sev, "model_id": mid,
+                    "model": mid.split("/")[0], "fusion": mid.split("/")[1] if "/" in mid else None,
+                    "algorithm": algo, "system": mid or algo, "train_seed": np.nan if ts is None else ts,
+                    "si_sdr": out, "input_si_sdr": inp, "delta_si_sdr": out - inp, "status": STATUS_OK,
+                }))
+    return pd.concat(parts, ignore_index=True)

@@ -1,6 +1,8 @@
 """Paper-style tables: rows = systems, columns = SNR levels + average, one table per metric.
 
-Each cell is the mean over utterances and conditions with the half-width of its bootstrap CI;
+Each cell is the mean over training seeds, utterances and conditions with the half-width of its
+hierarchical bootstrap CI (training seeds, then utterances: :mod:`benchmark.report.stats`; the
+caption states how many of each);
 the best system per column is bold (among systems with a model: baselines such as the noisy
 input or an oracle, and the reliability diagnostics' controls such as the ``oracle-reliability``
 fusion, are shown but not ranked); significance markers say that a system is
@@ -19,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.report.stats import DEFAULT_REFERENCES, paired_tests, select_systems, summarize
+from benchmark.report.stats import DEFAULT_REFERENCES, SEED_COLUMN, paired_tests, select_systems, summarize
 from benchmark.report.style import metric_label
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 MARKERS = ["†", "‡", "§", "¶", "#"]
 LATEX_MARKERS = {"†": r"\dagger", "‡": r"\ddagger", "§": r"\S", "¶": r"\P", "#": r"\#"}
 AVG = "Avg."
+_LONG_KEYS = ("system", "metric", "n", "n_nan", "n_failed", "n_valid", "n_seeds", "n_utterances", "mean", "median",
+              "std", "ci_low", "ci_high")
 
 
 def decimals_of(metric: str) -> int:
@@ -64,6 +68,8 @@ class PaperTable:
     references: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     decimals: int = 2
+    n_seeds: int = 1               # most training seeds of a system in the table (baselines: 1)
+    n_utterances: int = 0          # most utterances of a system in the table
 
     def cell(self, s: str, c: str) -> tuple[str, str, bool]:
         """(mean text, CI half-width text, is best)."""
@@ -79,7 +85,12 @@ class PaperTable:
         return f"{n}" + (f" ({', '.join(extra)})" if extra else "")
 
     def legend(self) -> str:
-        parts = [f"Mean ± half-width of the {self.notes_ci()} bootstrap CI over utterances; n = rows (NaN/failed rows "
+        if self.n_seeds > 1:
+            what = (f"hierarchical bootstrap CI ({self.n_seeds} training seeds resampled, then "
+                    f"{self.n_utterances} utterances with all their conditions)")
+        else:
+            what = f"bootstrap CI over {self.n_utterances} utterances (1 training seed)"
+        parts = [f"Mean ± half-width of the {self.notes_ci()} {what}; n = rows (NaN/failed rows "
                  "are excluded from the mean). Bold: best system with a model per column."]
         for i, r in enumerate(self.references):
             parts.append(f"{MARKERS[i % len(MARKERS)]}: significantly better than {r} (paired Wilcoxon signed-rank, "
@@ -162,7 +173,8 @@ def paper_table(
     if metric not in df:
         raise KeyError(f"metric column {metric!r} not in results")
     systems = list(systems) if systems is not None else list(dict.fromkeys(df["system"]))
-    systems = [s for s in systems if s in set(df["system"])]
+    present = set(df["system"])
+    systems = [s for s in systems if s in present]
     has_col = column in df and df[column].notna().any()
     col_vals = sorted(df[column].dropna().unique()) if has_col else []
     labels = [_snr_label(v) if column == "snr_db" else str(v) for v in col_vals]
@@ -179,8 +191,7 @@ def paper_table(
         lab = labels[col_vals.index(rd[column])]
         mean.loc[rd["system"], lab] = rd["mean"]
         half.loc[rd["system"], lab] = (rd["ci_high"] - rd["ci_low"]) / 2
-        long_rows.append({**{k: rd[k] for k in ("system", "metric", "n", "n_nan", "n_failed", "n_valid", "mean",
-                                               "median", "std", "ci_low", "ci_high")}, "column": lab})
+        long_rows.append({**{k: rd[k] for k in _LONG_KEYS}, "column": lab})
     counts = pd.DataFrame(0, index=systems, columns=["n", "n_nan", "n_failed"])
     for r in avg.itertuples(index=False):
         rd = r._asdict()
@@ -189,8 +200,7 @@ def paper_table(
         mean.loc[rd["system"], AVG] = rd["mean"]
         half.loc[rd["system"], AVG] = (rd["ci_high"] - rd["ci_low"]) / 2
         counts.loc[rd["system"]] = [rd["n"], rd["n_nan"], rd["n_failed"]]
-        long_rows.append({**{k: rd[k] for k in ("system", "metric", "n", "n_nan", "n_failed", "n_valid", "mean",
-                                               "median", "std", "ci_low", "ci_high")}, "column": AVG})
+        long_rows.append({**{k: rd[k] for k in _LONG_KEYS}, "column": AVG})
     # significance (one Holm family per table)
     sub = df[df["system"].isin(systems)]
     refs = select_systems(sub, references)
@@ -198,7 +208,8 @@ def paper_table(
     tests = pd.DataFrame()
     if refs and {"utt_id", "condition_id"}.issubset(sub.columns):
         tcol = sub.copy()
-        tcol["tcolumn"] = [(_snr_label(v) if column == "snr_db" else str(v)) for v in tcol[column]] if has_col else AVG
+        tcol["tcolumn"] = tcol[column].map({v: (_snr_label(v) if column == "snr_db" else str(v))
+                                             for v in tcol[column].dropna().unique()}) if has_col else AVG
         parts = [paired_tests(tcol, metric, references=references, by=["tcolumn"], n_boot=0, ci=ci, seed=seed)] if has_col else []
         tall = tcol.copy()
         tall["tcolumn"] = AVG
@@ -214,7 +225,7 @@ def paper_table(
                 if td["p_holm"] < alpha and sign * td["mean_diff"] > 0 and td["system"] in markers.index:
                     mk = MARKERS[refs.index(td["reference"]) % len(MARKERS)]
                     markers.loc[td["system"], td["tcolumn"]] += mk
-    has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"]) if "model_id" in df else set(systems)
+    has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"].unique()) if "model_id" in df else set(systems)
     controls = set()  # the diagnostics' controls (e.g. the oracle-reliability fusion) are never ranked
     if {"system", "fusion"}.issubset(df.columns):
         from benchmark.report.diagnostics import control_of
@@ -234,8 +245,95 @@ def paper_table(
         pv.columns = [f"p_holm_vs_{c}" for c in pv.columns]
         long = long.merge(pv.reset_index(), on=["system", "column"], how="left")
     title = title or f"{metric_label(metric)} by {'SNR' if column == 'snr_db' else column}"
+    in_table = avg[avg["system"].isin(systems)]
+    n_seeds = int(in_table["n_seeds"].max()) if not in_table.empty else 1
+    n_utts = int(in_table["n_utterances"].max()) if not in_table.empty else 0
     return PaperTable(metric, title, systems, columns, mean, half, markers, best, counts, long, refs,
-                      decimals=decimals_of(metric))
+                      decimals=decimals_of(metric), n_seeds=max(1, n_seeds), n_utterances=n_utts)
+
+
+# ---- training seeds and precision ---------------------------------------------------------------
+
+PRECISION_TARGET_DB = 0.25  # the study's target CI half-width of a paired Δ SI-SDR difference
+
+
+def _seed_label(v: object) -> str:
+    try:
+        f = float(v)
+        return f"seed {int(f)}" if f.is_integer() else f"seed {v}"
+    except (TypeError, ValueError):
+        return f"seed {v}"
+
+
+def seed_spread_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, systems: Optional[Sequence[str]] = None,
+                      seed_col: str = SEED_COLUMN, higher_is_better: bool = True) -> pd.DataFrame:
+    """Per system trained with two or more seeds: the mean of ``metric`` over all its rows of
+    each training seed (one column per seed), the mean of those seed means, the between-seed SD
+    (ddof 1) and the range, and its rank among these systems in each seed (1 = best), so a
+    reader sees whether a ranking survives retraining. Empty when no system has two seeds
+    (rows with an empty seed -- the untrained baselines -- are left out)."""
+    if seed_col not in df or metric not in df or "system" not in df:
+        return pd.DataFrame()
+    d = df[df[seed_col].notna()]
+    d = d.assign(_v=pd.to_numeric(d[metric], errors="coerce"))
+    if d.empty or d.groupby("system")[seed_col].nunique().max() < 2:
+        return pd.DataFrame()
+    per = d.groupby(["system", seed_col])["_v"].mean().unstack(seed_col)
+    per = per[per.notna().sum(axis=1) >= 2]
+    order = [s for s in (systems if systems is not None else per.index) if s in per.index]
+    per = per.loc[order]
+    ranks = per.rank(axis=0, ascending=not higher_is_better, method="min")
+    out = pd.DataFrame({"system": order})
+    for c in per.columns:
+        out[_seed_label(c)] = per[c].to_numpy()
+    out["mean_of_seeds"] = per.mean(axis=1).to_numpy()
+    out["between_seed_sd"] = per.std(axis=1, ddof=1).to_numpy()
+    out["range"] = (per.max(axis=1) - per.min(axis=1)).to_numpy()
+    out["rank_per_seed"] = [" / ".join("–" if not np.isfinite(r) else str(int(r)) for r in row)
+                            for row in ranks.to_numpy()]
+    out["n_seeds"] = per.notna().sum(axis=1).to_numpy()
+    return out
+
+
+def precision_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, references: Sequence[str] = DEFAULT_REFERENCES,
+                    systems: Optional[Sequence[str]] = None, target: float = PRECISION_TARGET_DB,
+                    n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Achieved precision: per (system, reference) pair of :func:`paired_tests`, the half-width
+    of the hierarchical bootstrap CI of the mean paired difference of ``metric`` in each
+    headline condition -- clean video (``corruption == "none"``; every row when the run has no
+    clean video) at each SNR, pooled over noise types -- and over all conditions; then the
+    largest headline half-width, whether it meets ``target`` (dB), and the training seeds and
+    utterances the CIs rest on. Empty when there is nothing to pair."""
+    if metric not in df or not {"utt_id", "condition_id"}.issubset(df.columns):
+        return pd.DataFrame()
+    sub = df if systems is None else df[df["system"].isin(list(systems))]
+    head = sub
+    if "corruption" in sub and (sub["corruption"].astype(str) == "none").any():
+        head = sub[sub["corruption"].astype(str) == "none"]
+    parts = []
+    if "snr_db" in head and head["snr_db"].notna().any():
+        h = head.assign(tcolumn=head["snr_db"].map({v: f"clean video, {_snr_label(v)}" for v in head["snr_db"].dropna().unique()}))
+        parts.append(paired_tests(h, metric, references=references, by=["tcolumn"], n_boot=n_boot, ci=ci, seed=seed))
+    allc = sub.assign(tcolumn="all conditions")
+    parts.append(paired_tests(allc, metric, references=references, by=["tcolumn"], n_boot=n_boot, ci=ci, seed=seed))
+    t = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else pd.DataFrame()
+    if t.empty:
+        return t
+    t["half_width"] = (t["diff_ci_high"] - t["diff_ci_low"]) / 2
+    cols = list(dict.fromkeys(t["tcolumn"]))
+    snr_cols = [c for c in cols if c != "all conditions"]
+    snr_cols.sort(key=lambda c: float(c.split(", ")[1].split()[0]))
+    wide = t.pivot_table(index=["system", "reference"], columns="tcolumn", values="half_width", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=snr_cols + [c for c in cols if c == "all conditions"]).reset_index()
+    order = {s: i for i, s in enumerate(systems if systems is not None else dict.fromkeys(sub["system"]))}
+    wide = wide.sort_values(["reference", "system"], key=lambda c: c.map(lambda v: order.get(v, 1e9))).reset_index(drop=True)
+    head_cols = snr_cols or ["all conditions"]
+    wide["max_half_width"] = wide[head_cols].max(axis=1)
+    wide[f"meets_{target:g}_dB"] = np.where(wide["max_half_width"] <= target, "yes", "no")
+    counts = t.groupby(["system", "reference"], sort=False)[["n_seeds", "n_utterances"]].max()
+    wide = wide.merge(counts.reset_index(), on=["system", "reference"], how="left")
+    wide.columns.name = None
+    return wide
 
 
 # ---- generic small tables ----------------------------------------------------------------------
