@@ -201,3 +201,74 @@ def check_av_duration(
         raise DataError(
             path, f"audio/video duration mismatch: audio {da:.3f} s vs video {dv:.3f} s ({n_frames} frames at {fps:g} fps), tolerance {tolerance_s} s"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# lists of files: folders and Kaldi-style wav.scp
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def read_wav_scp(path: str | os.PathLike) -> dict[str, Path]:
+    """Utterance id -> audio file of a Kaldi-style ``wav.scp`` (one ``<utt-id> <path>`` per line;
+    blank lines and ``#`` comments skipped; the path is the rest of the line, so it may contain
+    spaces). A relative path is taken from the current directory, as Kaldi does, or else from the
+    scp file's folder. Kaldi's piped commands (``... |``) and ``ark:`` offsets are not supported:
+    a :class:`DataError` naming the line, as is a duplicate id or a line without a path."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "wav.scp file not found")
+    out: dict[str, Path] = {}
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise DataError(path, f"line {n}: expected '<utt-id> <path>', got {line!r}")
+        uid, target = parts[0], parts[1].strip()
+        if target.endswith("|") or ".ark:" in target:
+            raise DataError(path, f"line {n}: piped commands and ark offsets are not supported ({target!r}); list plain wav/flac files")
+        if uid in out:
+            raise DataError(path, f"line {n}: duplicate utterance id {uid!r}")
+        p = Path(os.path.expanduser(target))
+        if not p.is_absolute() and not p.exists() and (path.parent / p).exists():
+            p = path.parent / p
+        out[uid] = p
+    if not out:
+        raise DataError(path, "wav.scp lists no files")
+    return out
+
+
+def is_scp(path: str | os.PathLike) -> bool:
+    """True for a file that is a list (``*.scp`` or any file that is not a wav/flac)."""
+    p = Path(path)
+    return p.is_file() and p.suffix.lower() not in AUDIO_SUFFIXES
+
+
+def audio_list(path: str | os.PathLike, *, keep_suffix: bool = True) -> dict[str, Path]:
+    """Id -> audio file for a folder (every wav/flac under it, id = relative posix path, with its
+    suffix unless ``keep_suffix`` is False), a single wav/flac file (id = its stem) or a
+    ``wav.scp`` list (:func:`read_wav_scp`; id = the utterance id). A :class:`DataError` when
+    ``path`` does not exist."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+        rel = (f.relative_to(p) for f in files)
+        return {(r.as_posix() if keep_suffix else r.with_suffix("").as_posix()): f for r, f in zip(rel, files)}
+    if p.is_file():
+        return {p.stem: p} if p.suffix.lower() in AUDIO_SUFFIXES else read_wav_scp(p)
+    raise DataError(p, "not found (expected a folder, a wav/flac file or a wav.scp list)")
+
+
+def write_wav_scp(path: str | os.PathLike, entries: dict[str, str | os.PathLike]) -> Path:
+    """Write ``<utt-id> <path>`` lines (ids sorted) atomically; ids must not contain whitespace."""
+    path = Path(path)
+    bad = [k for k in entries if not k or any(c.isspace() for c in k)]
+    if bad:
+        raise ValueError(f"wav.scp ids must be non-empty without whitespace: {bad[:3]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(f"{k} {Path(v)}\n" for k, v in sorted(entries.items())), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

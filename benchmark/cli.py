@@ -12,7 +12,7 @@ import sys
 
 from benchmark.configtools import ConfigError
 
-COMMANDS = ("corpus", "train", "mix", "enhance", "score", "report", "run", "status", "list", "perf", "validate")
+COMMANDS = ("corpus", "train", "mix", "enhance", "enhance_files", "score", "report", "run", "status", "list", "perf", "validate")
 
 log = logging.getLogger("avbench")
 
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         mod = importlib.import_module(f"benchmark.commands.{name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           aliases=[name] if name != mod.NAME else [])  # enhance_files: enhance-files
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -1,8 +1,12 @@
-"""Score any folder of (reference, estimate) pairs matched by file name.
+"""Score any folder or list of (reference, estimate) pairs matched by file name or utterance id.
 
 Every ``*.wav``/``*.flac`` under ``--est`` (relative path, e.g. ``a/utt1.wav``) is paired with the
 file of the same relative path under ``--ref`` (and ``--mix`` if given, which adds the input_*
-and delta_* columns and enables sir/sar). Files without a partner are listed and skipped. A
+and delta_* columns and enables sir/sar). Any of the three may instead be a Kaldi-style
+``wav.scp`` (``<utt-id> <path>`` per line): then everything matches by utterance id, a folder's
+id being its relative path without the suffix. The output table has one row per utterance
+(``name``: the relative path or utterance id) and the metric columns. Files without a partner
+are listed and skipped. A
 metric that fails on a pair gives NaN and a reason in ``<metric>_error``; it never stops the
 batch. Scoring runs in ``--jobs`` processes and the table is the same for any ``--jobs``.
 
@@ -14,6 +18,7 @@ scoring jobs are the same as ``run``'s, so whatever is done is reused) and write
 Examples::
 
     python run_benchmark.py score --ref data/clean --est runs/x/enhanced --mix data/noisy --out results.csv
+    python run_benchmark.py score --ref clean/wav.scp --est enhanced/wav.scp --mix noisy/wav.scp --out scores.csv
     python run_benchmark.py score --preset smoke --out runs/smoke
 """
 from __future__ import annotations
@@ -22,41 +27,44 @@ import argparse
 import logging
 from pathlib import Path
 
+from benchmark.audio_io import DataError, audio_list, is_scp
 from benchmark.cli import add_spec_arguments
 
 NAME = "score"
-HELP = "score a folder of estimates against references (PESQ, STOI, ESTOI, SI-SDR, SDR, ...)"
+HELP = "score a folder or wav.scp of estimates against references (PESQ, STOI, ESTOI, SI-SDR, SDR, DNSMOS, ...)"
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ref", default=None, help="folder of clean reference files (folder mode)")
-    p.add_argument("--est", default=None, help="folder of estimates (matched to references by relative path)")
-    p.add_argument("--mix", default=None, help="folder of unprocessed mixtures (adds input_* and delta_* columns)")
+    p.add_argument("--ref", default=None, help="folder or wav.scp of clean references (folder mode)")
+    p.add_argument("--est", default=None, help="folder or wav.scp of estimates (matched by relative path / utterance id)")
+    p.add_argument("--mix", default=None, help="folder or wav.scp of unprocessed mixtures (adds input_* and delta_* columns)")
     p.add_argument("--out", default=None, help="folder mode: output table (.csv or .parquet; default results.csv); "
                    "run mode: the run folder (default runs/<preset name>)")
-    p.add_argument("--metrics", nargs="+", default=None, help="metric names (default: si_sdr pesq stoi estoi sdr)")
-    p.add_argument("--pesq-mode", default=None, choices=("wb", "nb"), help="PESQ mode (default wb)")
+    p.add_argument("--metrics", nargs="+", default=None, help="metric names (default: si_sdr pesq_wb pesq_nb stoi estoi sdr; "
+                   "`list metrics` shows all, e.g. dnsmos_ovrl with the dnsmos extra)")
+    p.add_argument("--pesq-mode", default=None, choices=("wb", "nb"), help="mode of the legacy metric name `pesq` (default wb)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default 1; run mode: runner.jobs)")
     add_spec_arguments(p, out=False)
     p.add_argument("--limit", type=int, default=None, metavar="N", help="run mode: use at most N test utterances")
 
 
-def audio_files(folder: Path) -> dict[str, Path]:
-    """Relative path (posix) -> file, for the audio files under ``folder``."""
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
-
-
 def match_pairs(ref: Path, est: Path, mix: Path | None = None) -> tuple[list[dict], list[str]]:
-    """Pairs (``name``, ``ref``, ``est``, optional ``mixture`` paths) and the names left unmatched."""
+    """Pairs (``name``, ``ref``, ``est``, optional ``mixture`` paths) and the names left unmatched.
+
+    Each of ``ref``/``est``/``mix`` is a folder or a Kaldi-style ``wav.scp``. Folders only: files
+    match by relative path (``name`` = ``a/utt1.wav``). With any list: by utterance id, a folder's
+    id being its relative path without the suffix (``a/utt1``)."""
     for what, d in (("--ref", ref), ("--est", est), ("--mix", mix)):
-        if d is not None and not d.is_dir():
-            raise SystemExit(f"score: {what} {d} is not a folder")
-    refs, ests = audio_files(ref), audio_files(est)
-    mixes = audio_files(mix) if mix is not None else {}
+        if d is not None and not (d.is_dir() or is_scp(d)):
+            raise SystemExit(f"score: {what} {d} is not a folder or a wav.scp list")
+    lists = any(d is not None and is_scp(d) for d in (ref, est, mix))
+    try:
+        refs, ests = audio_list(ref, keep_suffix=not lists), audio_list(est, keep_suffix=not lists)
+        mixes = audio_list(mix, keep_suffix=not lists) if mix is not None else {}
+    except DataError as exc:
+        raise SystemExit(f"score: {exc}") from exc
     pairs, unmatched = [], []
     for name, e in ests.items():
         if name not in refs or (mix is not None and name not in mixes):
