@@ -97,12 +97,14 @@ def package_version(package: Optional[str]) -> Optional[str]:
 
 
 def metric_provenance(names: Optional[Sequence[str]] = None, pesq_mode: str = "wb") -> list[dict[str, Any]]:
-    """For each metric of ``names`` (default: every registered one): ``name``, ``column``,
-    ``definition``, ``package`` and its installed ``version`` (None when not installed or
-    hand-written), ``needs_reference``, ``needs_mixture`` -- what ``run.json`` and the report's
-    methods section record."""
+    """For each metric of ``names`` (one per column, as scored; default: every registered one):
+    ``name``, ``column``, ``definition``, ``package`` and its installed ``version`` (None when not
+    installed or hand-written), ``needs_reference``, ``needs_mixture`` -- what ``run.json`` and the
+    report's methods section record."""
     out = []
-    for m, col in _resolve(names if names is not None else METRICS.names(), pesq_mode):
+    pairs = (_resolve(names, pesq_mode) if names is not None
+             else [(METRICS.get(n), METRICS.get(n).column(pesq_mode)) for n in METRICS.names()])
+    for m, col in pairs:
         out.append({"name": m.name, "column": col, "definition": m.definition, "package": m.package,
                     "version": package_version(m.package), "needs_reference": m.needs_reference,
                     "needs_mixture": m.needs_mixture})
