@@ -201,7 +201,8 @@ def summarize(
     ``seed_col`` and ``cluster``, module docstring; a missing column is one level).
 
     Vectorised: the groups with the same seeds and utterances share one set of draws, seeded by
-    ``derive_seed(seed, "summarize", metric, <their seed labels>, <their utterance labels>)``,
+    ``derive_seed(seed, "summarize", metric, [<their seed labels>,] <their utterance labels>)``
+    (the seed labels only with two or more seeds),
     so each group's CI equals :func:`bootstrap_ci` of its rows with that seed. A missing
     ``metric`` column raises ``KeyError`` naming it; groups are sorted by ``by``.
     """
@@ -259,7 +260,8 @@ def summarize(
         ls = np.searchsorted(su, si_all[rows])
         lu = np.searchsorted(uu, ui_all[rows])
         sums, counts = _cells(v[rows], ls, lu, lg, len(garr), S, U)
-        bseed = derive_seed(seed, "summarize", metric, tuple(uniq_s[i] for i in su), tuple(uniq_u[i] for i in uu))
+        seed_part = (tuple(uniq_s[i] for i in su),) if S > 1 else ()  # one seed: as without seeds
+        bseed = derive_seed(seed, "summarize", metric, *seed_part, tuple(uniq_u[i] for i in uu))
         reps = bootstrap_replicates(sums, counts, n_boot=n_boot, seed=bseed)
         q = np.quantile(reps, [alpha, 1.0 - alpha], axis=0)
         lo[garr], hi[garr] = q[0], q[1]
