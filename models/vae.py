@@ -274,6 +274,9 @@ class AVVAE(_VAEBase):
 
     name = "av-vae"
     is_audio_visual = True
+    #: the registered model whose trained entry this one starts from (:meth:`init_from_avae`;
+    #: read by the runner's train stage)
+    init_from = "a-vae"
 
     def __init__(self, config: VAEConfig | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

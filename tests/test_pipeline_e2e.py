@@ -167,16 +167,33 @@ def test_one_changed_setting_reruns_only_what_depends_on_it(e2e):
     assert "estoi" not in pd.read_parquet(run / "results.parquet")
 
 
-def test_failure_isolation_on_the_real_pipeline(e2e):
-    """A model that cannot be trained fails alone: its rows are failure rows, the rest is intact,
-    the exit code is non-zero, and --retry-failed retries it a bounded number of times."""
+def test_failure_isolation_on_the_real_pipeline(e2e, monkeypatch):
+    """A model whose training raises inside its job fails alone: its rows are failure rows with
+    the train stage's reason, the rest is intact, the exit code is non-zero, and --retry-failed
+    retries it a bounded number of times. (A misspelt name never gets that far: load-time
+    validation rejects it with exit code 2 before any work.)"""
     import shutil
+
+    import models.training
 
     run = e2e["tmp"] / "with-broken-model"
     shutil.copytree(e2e["run"], run, symlinks=True)  # a run folder can be copied: everything is cached
-    models = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated", "params": {"lip_size": 32}},
-              {"name": "av-vae", "fusion": "no-such-fusion", "id": "broken"}]
-    preset = reduced_preset(e2e["tmp"], e2e["corpus"], "tiny-broken.yaml", models=models)
+    typo = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "no-such-fusion", "id": "broken"}]
+    assert cli_run(reduced_preset(e2e["tmp"], e2e["corpus"], "tiny-typo.yaml", models=typo), run) == 2
+    assert not (run / "jobs" / "train").exists() or len(records(run, "train")) == 2  # nothing new ran
+
+    real = models.training.train_model
+
+    def train_model(entry, *args, **kwargs):
+        if entry.label == "broken":
+            raise RuntimeError("injected training failure")
+        return real(entry, *args, **kwargs)
+
+    # the train job calls models.training.train_model in this process (one job to run: serial)
+    monkeypatch.setattr(models.training, "train_model", train_model)
+    models_ = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "gated", "params": {"lip_size": 32}},
+               {"name": "av-vae", "fusion": "concat", "params": {"lip_size": 32}, "id": "broken"}]
+    preset = reduced_preset(e2e["tmp"], e2e["corpus"], "tiny-broken.yaml", models=models_)
     assert cli_run(preset, run) == 1
     last = json.loads((run / "run.json").read_text())["invocations"][-1]["summary"]["stages"]
     assert last["train"]["ran"] == 1 and last["mix"]["ran"] == last["enhance"]["ran"] == 0  # only the new model
@@ -184,10 +201,11 @@ def test_failure_isolation_on_the_real_pipeline(e2e):
     assert len(df) == 2 * 2 * 5
     broken = df[df["model_id"] == "broken"]
     assert len(broken) == 4 and (broken["status"] == "failed").all()
-    assert broken["error"].str.contains("train").all() and broken["si_sdr"].isna().all()
+    assert broken["error"].str.startswith("train: training of broken failed").all()
+    assert broken["error"].str.contains("injected training failure").all() and broken["si_sdr"].isna().all()
     assert (df[df["model_id"] != "broken"]["status"] == "ok").all()
     fails = pd.read_csv(run / "failures.csv")
-    assert list(fails["stage"]) == ["train"] and "no-such-fusion" in fails["error"].iloc[0]
+    assert list(fails["stage"]) == ["train"] and "injected training failure" in fails["error"].iloc[0]
     assert "Traceback" in fails["traceback"].iloc[0]
     # without --retry-failed: nothing reruns; with it: only the failed job, until max attempts
     key = fails["key"].iloc[0]

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.runner import codehash
-from benchmark.runner.codehash import HARNESS, STAGE_ENTRIES, code_hash, module_closure, stage_code, stage_version
+from benchmark.runner.codehash import (
+    HARNESS, NOT_HARNESS, STAGE_ENTRIES, code_hash, module_closure, stage_code, stage_version,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = ("benchmark", "models", "noise_sets", "run_benchmark.py")
@@ -92,8 +94,17 @@ def test_stage_files_of_this_repository():
     harness = tuple(h.replace(".", "/") for h in HARNESS)
     for st, fs in files.items():
         assert fs, st
-        assert not [f for f in fs if f.startswith(harness)], st  # the report/runner/CLI never count
+        not_harness = tuple(h.replace(".", "/") for h in NOT_HARNESS)
+        # the report/runner/CLI never count, except the stage modules and the weight summaries
+        assert not [f for f in fs if f.startswith(harness) and not f.startswith(not_harness)], st
+        for h in ("pipeline", "store", "executors", "status", "jobs", "context", "codehash", "provenance"):
+            assert f"benchmark/runner/{h}.py" not in fs, (st, h)
         assert all((REPO / f).is_file() for f in fs)
+    # each stage module is in its own stage's code (the speech-NMF job has a module of its own)
+    for st, fs in files.items():
+        mods = {f for f in fs if f.startswith("benchmark/runner/stages/") and not f.endswith("__init__.py")}
+        assert mods == {f"benchmark/runner/stages/{st.replace('-', '_')}.py"}, (st, mods)
+    assert [st for st, fs in files.items() if "benchmark/report/diagnostics.py" in fs] == ["score"]
     enh = {f for f in files["enhance"] if f.startswith("models/enhancement/")}
     assert {"models/enhancement/em.py", "models/enhancement/api.py", "models/enhancement/ldem.py"} <= enh
     for st in ("corpus", "train", "mix", "score"):  # editing the EM does not rerun these
@@ -130,11 +141,38 @@ def test_editing_the_enhancement_changes_only_the_enhancement_code_version(tmp_p
     after = {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()}
     changed = {u for u in STAGE_ENTRIES if before[u] != after[u]}
     assert changed == {"enhance", "speech-nmf"}
-    # editing the report changes nothing
-    report = next((root / "benchmark/report").glob("*.py"))
+    # editing the report (other than the diagnostics' weight summaries) changes nothing
+    report = root / "benchmark/report/tables.py"
     with open(report, "a") as f:
         f.write("\n# edited\n")
     assert {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()} == after
+
+
+@pytest.mark.parametrize("rel, units", [
+    ("benchmark/runner/stages/enhance.py", {"enhance"}),  # enhance_job and its keys
+    ("benchmark/runner/stages/score.py", {"score"}),
+    ("benchmark/runner/stages/mix.py", {"mix"}),
+    ("benchmark/runner/stages/corpus.py", {"corpus"}),
+    ("benchmark/runner/stages/train.py", {"train"}),
+    ("benchmark/runner/stages/speech_nmf.py", {"speech-nmf"}),
+    ("benchmark/report/diagnostics.py", {"score"}),  # the per-row reliability-weight summaries
+    ("benchmark/runner/pipeline.py", set()),  # the harness: pipeline, store, executors, status
+    ("benchmark/runner/store.py", set()),
+    ("benchmark/runner/executors.py", set()),
+    ("benchmark/runner/status.py", set()),
+])
+def test_editing_a_stage_module_changes_its_own_stage_only(tmp_path, rel, units):
+    """A stage's job functions are covered by that stage's code hash (editing ``enhance_job``
+    reruns the enhancement), and the diagnostics' weight summaries by the score stage's; the
+    pipeline and its bookkeeping by none."""
+    root = tmp_path / "src"
+    for pkg in ("benchmark", "models", "noise_sets"):
+        shutil.copytree(REPO / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    before = {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()}
+    with open(root / rel, "a") as f:
+        f.write("\n# edited\n")
+    after = {u: code_hash(e, root).digest for u, e in STAGE_ENTRIES.items()}
+    assert {u for u in STAGE_ENTRIES if before[u] != after[u]} == units
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,3 +358,26 @@ def test_status_jobs_without_a_code_version_are_never_stale(tmp_path):
     RunStore(tmp_path).write_plan("mix", [j.key for j in jobs])
     run_jobs(jobs, tmp_path, SerialExecutor(), progress=False)
     assert stale_of(tmp_path)["mix"] == (0, 0)
+
+
+def test_a_corpus_code_edit_rebuilds_the_corpus(tmp_path, monkeypatch):
+    """The corpus identity (:func:`benchmark.corpus.build.settings_hash`) includes the corpus
+    stage's code hash: a corpus built by other corpus code is rebuilt, not reused."""
+    from test_corpus_synthetic import MICRO
+
+    from benchmark.corpus.build import corpus_root, ensure_corpus, is_current, settings_hash
+
+    root = ensure_corpus(MICRO, tmp_path / "c", progress=False)
+    mtime = (root / "manifest.parquet").stat().st_mtime_ns
+    assert ensure_corpus(MICRO, root, progress=False) == root  # same code: reused
+    assert (root / "manifest.parquet").stat().st_mtime_ns == mtime
+    h0 = settings_hash(MICRO)
+    monkeypatch.setenv("AVBENCH_DATA", str(tmp_path / "data"))
+    default0 = corpus_root(MICRO)
+    real = codehash.stage_code("corpus")
+    monkeypatch.setattr(codehash, "stage_code",
+                        lambda stage, root=codehash.REPO_ROOT: codehash.CodeHash(stage, "0" * 16, real.files))
+    assert settings_hash(MICRO) != h0 and corpus_root(MICRO) != default0  # a new default folder
+    assert not is_current(MICRO, root)
+    ensure_corpus(MICRO, root, progress=False)
+    assert (root / "manifest.parquet").stat().st_mtime_ns != mtime and is_current(MICRO, root)

@@ -55,8 +55,7 @@ def test_cli_exit_code_names_the_key(capsys):
 def test_mixing_passes_each_noise_only_its_own_options(tmp_path, tiny_corpus):
     """A built-in noise and a dataset loader in one grid: the loader gets root=, the built-in noise
     nothing (it would reject root=); a change of the loader's options reruns only its jobs."""
-    from benchmark.runner.executors import SerialExecutor
-    from benchmark.runner.pipeline import Pipeline, RunOptions
+    from benchmark.runner.pipeline import RunOptions, run_stages
     from tests.conftest import TINY_CORPUS
 
     folder_a = _noise_folder(tmp_path / "noise_a", 0)
@@ -68,11 +67,8 @@ def test_mixing_passes_each_noise_only_its_own_options(tmp_path, tiny_corpus):
     run = tmp_path / "run"
 
     def mix(s):
-        p = Pipeline(s, run, RunOptions(progress=False), SerialExecutor())
-        p._expected_items, p._mix_key_of = [], {}
-        root, cid = p.corpus()
-        df = p.mix(root, cid)
-        return df, p.summary.stages["mix"]
+        summary, produced = run_stages(s, run, "mix", RunOptions(progress=False, report=False))
+        return produced["mixtures"], summary.stages["mix"]
 
     df, st = mix(spec)
     assert set(df["status"]) == {"ok"} and sorted(df["noise"].unique()) == ["noise-folder", "white"]

@@ -116,17 +116,41 @@ def test_status_counts_and_eta(tmp_path):
 
 def test_composites_run_only_the_algorithms_they_define(tmp_path):
     """paper-table pairs every model with MCEM/VEM/LDEM; the mixture/switching VAEs define switching
-    E-steps for MCEM and LDEM only, so (composite, vem) is not planned (instead of failing)."""
-    from benchmark.runner.executors import SerialExecutor
-    from benchmark.runner.pipeline import Pipeline, RunOptions
-    from benchmark.spec import load_spec
+    E-steps for MCEM and LDEM only (their class's ``algorithms``), so (composite, vem) is not
+    planned (instead of failing); a composite whose component failed to train gets failure rows."""
+    import pandas as pd
 
+    from benchmark.runner.stages.enhance import systems
+    from benchmark.spec import load_spec
+    from models.enhancement.switching import SWITCH_ESTEPS
+    from models.mixture import MixtureVAE, SwitchingVAE
+
+    assert set(MixtureVAE.algorithms) == set(SwitchingVAE.algorithms) == set(SWITCH_ESTEPS.names())
     spec = load_spec("paper-table")
     assert "vem" in spec.enhance.algorithms
-    p = Pipeline(spec, tmp_path, RunOptions(report=False), SerialExecutor())
-    trained = {e.label: {"path": "x"} for e in spec.models if e.name in ("a-vae", "av-vae")}
-    planned = {(s.get("model_id"), alg) for s, alg, _ in p.systems(trained)}
+    table = pd.DataFrame([{"label": e.label, "key": f"k-{e.label}", "checkpoint": "x", "status": "ok", "error": ""}
+                          for e in spec.models if e.name in ("a-vae", "av-vae", "av-cvae")])
+    planned = {(s.get("model_id"), alg): kw for s, alg, kw in systems(spec, table)}
     for name in ("mixture-vae", "switching-vae"):
         assert (name, "mcem") in planned and (name, "ldem") in planned
         assert (name, "vem") not in planned
+        assert set(planned[(name, "mcem")]["components"]) == {"a-vae", "av-vae/concat"}
     assert ("av-vae/concat", "vem") in planned
+    failed = table.assign(status=table["status"].where(table["label"] != "av-vae/concat", "failed"))
+    planned = {(s.get("model_id"), alg): kw for s, alg, kw in systems(spec, failed)}
+    assert "av-vae/concat" in planned[("mixture-vae", "mcem")]["blocked"]
+    assert planned[("av-vae/concat", "ldem")]["blocked"].startswith("train: training of av-vae/concat failed")
+
+
+def test_model_classes_declare_what_the_train_stage_reads():
+    """No runner rule names a model: the A-VAE trains first, AV models start from it
+    (``init_from``), composites are not trained (``needs_training``) and name their components."""
+    from benchmark.runner.stages.train import init_source, needs_training
+    from benchmark.spec import load_spec
+
+    spec = load_spec("paper-table")
+    by = {e.name: e for e in spec.models}
+    assert init_source(by["a-vae"]) is None and needs_training(by["a-vae"])
+    assert init_source(by["av-vae"]) == "a-vae" and needs_training(by["av-vae"])
+    assert init_source(by["av-cvae"]) == "a-vae"
+    assert not needs_training(by["mixture-vae"]) and not needs_training(by["switching-vae"])

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from benchmark.runner.pipeline import RunOptions, run_stages
+    from benchmark.runner.stages.train import init_source, needs_training
     from benchmark.cli import load_stage_spec
     from benchmark.spec import ModelEntry
     from models.checkpoint import read_meta
@@ -76,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
     entries = _select(spec, args.model, args.fusion)
     _check_names(entries)
     avae_entry = next((e for e in spec.models if e.name == "a-vae"), ModelEntry(name="a-vae"))
-    needs_avae = spec.training.init_from_avae and any(
-        e.name != "a-vae" and e.training.get("init_from_avae", True) for e in entries)
-    if needs_avae and avae_entry not in entries:
-        log.info("AV models are initialised from the A-VAE (training.init_from_avae): training/reusing %s first",
-                 avae_entry.label)
-        entries = [avae_entry] + entries
-    entries = sorted(entries, key=lambda e: e.name != "a-vae")  # the A-VAE first
+    # what an entry starts from is declared by its model class (``init_from``, e.g. the A-VAE)
+    sources = {init_source(e) for e in entries if spec.training.init_from_avae and e.training.get("init_from_avae", True)}
+    for src in sorted(s for s in sources if s is not None and not any(e.name == s for e in entries)):
+        first = next((e for e in spec.models if e.name == src), ModelEntry(name=src))
+        log.info("AV models are initialised from the %s (training.init_from_avae): training/reusing %s first",
+                 src, first.label)
+        entries = [first] + entries
+    entries = sorted(entries, key=lambda e: init_source(e) is not None)  # the models others start from first
 
     # the runner's training jobs (same keys as `run`: a model trained here is reused there and
     # vice versa); composite models (mixture/switching VAEs) need no training
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     rs, produced = run_stages(dataclasses.replace(spec, models=entries), out, "train", opts)
     root = produced["corpus_root"]
     trained = produced["trained"]
-    failed = [e.label for e in entries if e.label not in trained and not _is_composite(e)]
+    failed = [e.label for e in entries if e.label not in trained and needs_training(e)]
     if failed:
         for k in rs.stages["train"].failed_keys:
             rec = rs.stages["train"].records.get(k, {})
@@ -162,8 +164,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED: {', '.join(failed)} (see {out / 'jobs' / 'train'}; rerun with `run --retry-failed`)")
     return 1 if failed else 0
 
-
-def _is_composite(entry: Any) -> bool:
-    from models.mixture import is_composite
-
-    return bool(is_composite(entry.name))

@@ -16,8 +16,14 @@ package (``package=``) are not found this way: each stage lists them among its e
 package entry covers every module in it, so a new metric or noise file counts at once).
 Third-party and standard-library imports are ignored, and so are the harness modules of
 :data:`HARNESS` (runner, report, commands, CLI, perf tools): they plan, store and present
-results without changing them, so editing the report never reruns training. The runner's own
-job wiring has its hand-bumped version per stage instead (:data:`STAGE_VERSIONS`).
+results without changing them, so editing the report never reruns training. The exceptions
+(:data:`NOT_HARNESS`) compute results: each stage module of :mod:`benchmark.runner.stages`
+(its jobs' functions and their keys) is an entry of its own stage, so editing ``enhance_job``
+reruns the enhancement and nothing before it, and :mod:`benchmark.report.diagnostics`, whose
+reliability-weight summaries the score jobs write into every result row, is an entry of the
+score stage (its own harness imports, the report's statistics and run-folder helpers, are not
+followed). The pipeline, store, executors and status modules stay out. The runner's own job
+wiring also has a hand-bumped version per stage (:data:`STAGE_VERSIONS`).
 
 The hash covers the files' bytes (not their mtimes), sorted by path relative to the repository
 root, so any edit of a covered file -- a comment included -- changes it. Results are cached per
@@ -40,6 +46,9 @@ PROJECT_PACKAGES = ("benchmark", "models", "noise_sets")
 #: modules (and packages) never followed: they do not change any stage's results
 HARNESS = ("benchmark.runner", "benchmark.report", "benchmark.commands", "benchmark.cli", "benchmark.perf",
            "benchmark.perf_grid")
+#: modules under :data:`HARNESS` that are followed all the same (they compute results): the
+#: stage modules and the reliability-weight summaries of the diagnostics
+NOT_HARNESS = ("benchmark.runner.stages", "benchmark.report.diagnostics")
 #: modules followed like parent packages (only their import-time imports): the configuration,
 #: whose functions import every registry only to validate names (the settings themselves are in
 #: the job keys)
@@ -54,18 +63,20 @@ STAGE_VERSIONS = {"corpus": "1", "train": "1", "speech-nmf": "1", "mix": "1", "e
 #: editing the EM does not rerun the speech models' training); a package stands for all its modules
 STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
     # the corpus builders (the registry of benchmark.corpus names them) and the manifest contract
-    "corpus": ("benchmark.corpus.build", "benchmark.corpus.manifest", "benchmark.corpus.synthetic",
-               "benchmark.corpus.adapters"),
+    "corpus": ("benchmark.runner.stages.corpus", "benchmark.corpus.build", "benchmark.corpus.manifest",
+               "benchmark.corpus.synthetic", "benchmark.corpus.adapters"),
     # speech-model training (the fusion zoo is filled through models.registry.FUSIONS)
-    "train": ("models.training", "models.vae", "models.fusion", "models.visual"),
-    "speech-nmf": ("models.enhancement.baselines",),
+    "train": ("benchmark.runner.stages.train", "models.training", "models.vae", "models.fusion", "models.visual"),
+    # (its job has a module of its own, which the train stage module imports by name only)
+    "speech-nmf": ("benchmark.runner.stages.speech_nmf", "models.enhancement.baselines"),
     # the noise registry's modules (noise_sets) and the corruptions
-    "mix": ("benchmark.conditions.build", "benchmark.conditions.mixing", "benchmark.conditions.corruptions",
-            "noise_sets"),
+    "mix": ("benchmark.runner.stages.mix", "benchmark.conditions.build", "benchmark.conditions.mixing",
+            "benchmark.conditions.corruptions", "noise_sets"),
     # every algorithm module (the algorithm registry names them) and, through their imports, the
     # model classes they load checkpoints into
-    "enhance": ("models.enhancement", "models.checkpoint", "models.mixture"),
-    "score": ("benchmark.metrics",),
+    "enhance": ("benchmark.runner.stages.enhance", "models.enhancement", "models.checkpoint", "models.mixture"),
+    # the metrics and the per-row reliability-weight summaries (benchmark.report.diagnostics)
+    "score": ("benchmark.runner.stages.score", "benchmark.metrics", "benchmark.report.diagnostics"),
 }
 
 
@@ -96,8 +107,12 @@ class CodeHash:
         return d
 
 
+def _under(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in prefixes)
+
+
 def _is_harness(name: str) -> bool:
-    return any(name == h or name.startswith(h + ".") for h in HARNESS)
+    return _under(name, HARNESS) and not _under(name, NOT_HARNESS)
 
 
 def module_file(name: str, root: Path) -> Optional[Path]:
@@ -222,5 +237,5 @@ def code_hashes(root: Path = REPO_ROOT) -> dict[str, CodeHash]:
     return {s: stage_code(s, root) for s in STAGE_ENTRIES}
 
 
-__all__ = ["CodeHash", "code_unit", "STAGE_ENTRIES", "STAGE_VERSIONS", "HARNESS", "code_hash", "stage_code", "stage_version", "code_hashes",
+__all__ = ["CodeHash", "code_unit", "STAGE_ENTRIES", "STAGE_VERSIONS", "HARNESS", "NOT_HARNESS", "code_hash", "stage_code", "stage_version", "code_hashes",
            "module_closure", "imported_names", "module_file"]

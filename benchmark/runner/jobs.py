@@ -1,8 +1,9 @@
 """Content-hashed jobs: the unit of work of every stage.
 
 A :class:`Job` names its stage, the *inputs* its result depends on (settings, the keys of the
-upstream jobs it reads, the stage's code version) and a function to call. Its key is a hash of
-those inputs, so
+upstream jobs it reads, the stage's code version) and a function to call; the pipeline's stages
+use :class:`StageJob`, one frozen dataclass per kind of job whose keyed fields *are* the
+function's arguments (minus declared non-semantic ones). Its key is a hash of those inputs, so
 
 * a job that is already done (record present, outputs intact) is never recomputed;
 * changing one setting changes the keys of exactly the jobs whose inputs contain it, and of
@@ -15,15 +16,16 @@ done jobs, reruns failed ones only when asked and only up to ``max_attempts``, a
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import pandas as pd
 
@@ -85,6 +87,61 @@ class Job:
             self.key = job_key(self.stage, self.inputs)
         if self.table is None:
             self.table = self.stage
+
+    def describe(self) -> str:
+        return f"{self.stage} job {self.label or self.key} ({self.key})"
+
+
+#: field metadata of a :class:`StageJob` field that is not part of the job's key (an output
+#: path derived from the key or the run folder, rows read from an upstream job whose key is a
+#: keyed field, ``progress``): ``field(metadata=NOT_KEYED)``
+NOT_KEYED = {"keyed": False}
+#: field metadata of a keyed :class:`StageJob` field that is not an argument of the job function
+#: (the identity of what the job reads, e.g. an upstream job's key; the code version)
+NOT_ARG = {"arg": False}
+
+
+@dataclass(frozen=True, eq=False)
+class StageJob:
+    """One job of a pipeline stage as one frozen dataclass: its fields are the job function's
+    arguments (:attr:`kwargs`) and its key is the hash of those same fields (:attr:`inputs`),
+    minus the fields declared ``NOT_KEYED`` and plus those declared ``NOT_ARG`` (``version``,
+    the stage's code version, is one of them). There is no second, hand-kept dict of what is
+    hashed: a new argument is keyed unless it is declared otherwise.
+
+    Subclasses set the class variables ``stage``, ``fn`` (the top-level job function, a
+    ``staticmethod``) and optionally ``table`` (where its rows go; default the stage name).
+    The interface is :class:`Job`'s (``key``, ``inputs``, ``fn``, ``kwargs``, ``label``,
+    ``table``, ``describe``), so :func:`execute_job` and the executors run either."""
+
+    stage: ClassVar[str] = ""
+    fn: ClassVar[Callable[..., Any]]
+    table_name: ClassVar[Optional[str]] = None
+    #: the stage's code version (:func:`benchmark.runner.codehash.stage_version`)
+    version: str = field(default="", kw_only=True, metadata=NOT_ARG)
+    label: str = field(default="", kw_only=True, metadata={"keyed": False, "arg": False})
+
+    def _keyed_names(self) -> list[str]:
+        """Names of the keyed fields (a subclass may drop more, e.g. a setting without effect)."""
+        return [f.name for f in fields(self) if f.metadata.get("keyed", True)]
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The keyed fields, canonicalised (what the key hashes and the record keeps)."""
+        return json.loads(canonical({n: getattr(self, n) for n in self._keyed_names()}))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The job function's arguments: every field not declared ``NOT_ARG``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("arg", True)}
+
+    @functools.cached_property
+    def key(self) -> str:
+        return job_key(self.stage, self.inputs)
+
+    @property
+    def table(self) -> str:
+        return self.table_name or self.stage
 
     def describe(self) -> str:
         return f"{self.stage} job {self.label or self.key} ({self.key})"
@@ -251,5 +308,5 @@ def run_jobs(jobs: Sequence[Job], run_dir: str | os.PathLike, executor: Any, *, 
     return result
 
 
-__all__ = ["Job", "JobOutput", "StageResult", "canonical", "job_key", "execute_job", "failure_record",
+__all__ = ["Job", "StageJob", "NOT_KEYED", "NOT_ARG", "JobOutput", "StageResult", "canonical", "job_key", "execute_job", "failure_record",
            "plan_jobs", "run_jobs"]

@@ -9,8 +9,10 @@ hashed (``inputs.version`` of its record) is not the stage's current
 job of an earlier stage (a training job whose A-VAE initialisation is stale; an enhancement job
 whose model is stale, or any when the mixing is stale; a scoring job whose enhancement job is
 stale, or an input-scoring job when the mixing is stale). The next ``run`` gives stale jobs new
-keys and runs them. A stale corpus job is not propagated: the stages after it are keyed by the
-corpus checksum, so they rerun only if the rebuilt corpus differs.
+keys and runs them. A stale corpus job is not propagated: the corpus identity includes the
+corpus code hash, so the next run rebuilds the corpus (:func:`benchmark.corpus.build.settings_hash`),
+but the stages after it are keyed by the corpus checksum, so they rerun only if the rebuilt
+corpus differs.
 """
 from __future__ import annotations
 
