@@ -82,6 +82,12 @@ class MixtureVAE(SpeechModel):
     needs_training = False
     is_composite = True
     switch_kind = "mixture"
+    #: the roles of its components: fields of ``config_class`` naming another entry's label
+    components = ("audio", "visual")
+    config_class = CompositeConfig
+    #: the algorithms it defines a switching E-step for (models.enhancement.switching's
+    #: SWITCH_ESTEPS; a test checks that they agree); other pairs are not run
+    algorithms = ("mcem", "ldem")
 
     def __init__(self, audio_model: SpeechModel, av_model: SpeechModel, config: Optional[CompositeConfig] = None) -> None:
         super().__init__()
