@@ -32,6 +32,10 @@ def test_report_writes_all_parts(report):
             assert (out / "tables" / f"{name}.{ext}").exists(), f"{name}.{ext}"
     assert not (out / "tables" / "stoi.md").exists()  # report.metrics restricts the tables
     assert (out / "tables" / "paired_tests.csv").exists() and (out / "tables" / "summary_stats.csv").exists()
+    # one training run: no seed-spread table or strip plot; the achieved precision is always there
+    assert not (out / "tables" / "seed_spread.md").exists() and "Spread between training seeds" not in html
+    assert (out / "tables" / "achieved_precision.md").exists() and "Achieved precision" in html
+    assert "1 training seed" in html
     figs = {p.name for p in (out / "figures").glob("*.png")}
     for f in ("delta_si_sdr_vs_snr.png", "robustness_delta_si_sdr.png", "visual_weight_distributions.png",
               "reliability_vs_robustness.png", "quality_vs_compute.png"):

@@ -96,6 +96,8 @@ def test_summarize_counts_nan_and_failed_rows():
     assert s.loc["av-vae/gated", "n_failed"] == 2
     assert s.loc["av-vae/gated", "n_valid"] == 17
     assert s.loc["a-vae", "ci_low"] <= s.loc["a-vae", "mean"] <= s.loc["a-vae", "ci_high"]
+    # u0 has no valid row left (both its SNRs NaN): 9 utterances carry the mean
+    assert s.loc["av-vae/gated", "n_utterances"] == 9 and s.loc["av-vae/gated", "n_seeds"] == 1
     with pytest.raises(KeyError, match="pesq_wb"):
         summarize(df, "pesq_wb")
 
