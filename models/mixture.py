@@ -158,6 +158,11 @@ class MixtureVAE(SpeechModel):
         """Labels (or paths) of the audio-only and audio-visual components."""
         return self.config.audio, self.config.visual
 
+    def component_models(self) -> dict[str, SpeechModel]:
+        """The speech models by role, in the switch's order (0 = audio-only, 1 = audio-visual):
+        the EM builds one context per component from them (:class:`models.enhancement.em.EMContext`)."""
+        return {"audio": self.audio_model, "visual": self.av_model}
+
     def switch_config(self):
         """The switch model of this composite (:class:`models.enhancement.switch_posterior.SwitchConfig`)."""
         from models.enhancement.switch_posterior import SwitchConfig

@@ -18,13 +18,13 @@ from switching_toys import ToyAudioVAE, ToyAVVAE, make_problem, make_templates, 
 from benchmark.seeding import derive_seed  # noqa: E402
 from models.enhancement.ldem import LDEMConfig  # noqa: E402
 from models.enhancement.mcem import MCEMConfig  # noqa: E402
-from models.enhancement.nmf import NMFState, init_nmf, m_step  # noqa: E402
+from models.enhancement.nmf import NMFState, init_nmf, is_cost, m_step  # noqa: E402
 from models.enhancement.switch_posterior import (  # noqa: E402
     SwitchConfig, SwitchParams, forward_backward, mixture_posterior, switch_posterior,
 )
 from models.enhancement.switching import (  # noqa: E402
-    Component, component_from_model, emission_scores, expected_cost, gaussian_entropy, laplace_evidence,
-    log_prior_density, particle_weights, posterior_precision, run_switching_em, update_nmf_gain,
+    Component, component_from_model, emission_scores, gaussian_entropy, laplace_evidence,
+    log_prior_density, particle_weights, posterior_precision, run_switching_em,
 )
 
 DT = torch.float64
@@ -110,14 +110,15 @@ def _random_mstep_problem(seed: int = 0, B: int = 2, T: int = 30, F: int = 12, K
 
 
 def test_weighted_nmf_gain_updates_never_increase_the_expected_cost():
+    """The responsibility-weighted M-step of nmf.m_step (the K-component EM) is MM: each of the
+    W, H, g updates never increases the weighted cost of nmf.is_cost."""
     X2, sig2, wts, st, mask = _random_mstep_problem()
-    W, H, g = st.W, st.H, st.g
-    prev = expected_cost(X2, sig2, wts, W, H, g)
+    prev = is_cost(X2, sig2, st, mask, weights=wts)
     worst = -float("inf")
     for _ in range(25):
         for part in ("W", "H", "g"):
-            W, H, g = update_nmf_gain(X2, sig2, wts, W, H, g, mask, update=part)
-            c = expected_cost(X2, sig2, wts, W, H, g)
+            st = m_step(X2, sig2, st, mask, update=part, weights=wts)
+            c = is_cost(X2, sig2, st, mask, weights=wts)
             worst = max(worst, float((c - prev).max()))
             assert bool((c <= prev + 1e-9 * prev.abs()).all()), f"{part} update increased the cost: {prev} -> {c}"
             prev = c
@@ -128,10 +129,11 @@ def test_uniform_weights_reproduce_the_mcem_m_step():
     X2, sig2, _, st, mask = _random_mstep_problem(seed=2)
     P = sig2.shape[0]
     wts = torch.full(sig2.shape[:3], 1.0 / P, dtype=DT) * mask
-    W, H, g = update_nmf_gain(X2, sig2, wts, st.W, st.H, st.g, mask)
+    new = m_step(X2, sig2, st, mask, weights=wts)
     ref = m_step(X2, sig2, NMFState(st.W, st.H, st.g), mask)
-    assert torch.allclose(W, ref.W, rtol=1e-10) and torch.allclose(H[mask], ref.H[mask], rtol=1e-10)
-    assert torch.allclose(g[mask], ref.g[mask], rtol=1e-10)
+    assert torch.allclose(new.W, ref.W, rtol=1e-10) and torch.allclose(new.H[mask], ref.H[mask], rtol=1e-10)
+    assert torch.allclose(new.g[mask], ref.g[mask], rtol=1e-10)
+    torch.testing.assert_close(is_cost(X2, sig2, new, mask, weights=wts), is_cost(X2, sig2, new, mask), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("kind,learn", [("mixture", False), ("markov", False), ("mixture", True), ("markov", True)])
@@ -146,7 +148,8 @@ def test_free_energy_never_increases_with_fixed_samples(kind, learn):
     for _ in range(20):
         post, pair, lz = switch_posterior(emission_scores(X2, sig2, n_per, W, H, g), mask, sp)
         fes.append(-lz)
-        W, H, g = update_nmf_gain(X2, sig2, particle_weights(post, n_per), W, H, g, mask)
+        nst = m_step(X2, sig2, NMFState(W, H, g), mask, weights=particle_weights(post, n_per))
+        W, H, g = nst.W, nst.H, nst.g
         if learn:
             sp.update(post, pair, mask)
     fes = torch.stack(fes)

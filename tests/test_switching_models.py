@@ -166,7 +166,8 @@ def test_av_cvae_as_the_visual_component_uses_its_visual_prior(pair, batch):
     comp = component_from_model(m.av_model, P, batch.lips, mask, "visual")
     with torch.no_grad():
         ref_mu, ref_lv = cvae.prior(cvae.visual_features(batch.lips, mask), mask)
-    assert torch.equal(comp.prior_mu, ref_mu) and torch.equal(comp.prior_logvar, ref_lv)
+    # on real frames (padding: N(0, I), as in every EM context)
+    assert torch.equal(comp.prior_mu[mask], ref_mu[mask]) and torch.equal(comp.prior_logvar[mask], ref_lv[mask])
     assert float(comp.prior_logvar[mask].abs().max()) > 1e-3  # really not the standard normal
     st = init_nmf(batch.item_ids, batch.n_frames, P.shape[-1], 4)
     WH, g = noise_var(st.W, st.H), torch.ones(P.shape[:2])
@@ -185,3 +186,44 @@ def test_evidence_option_reaches_the_switch(pair):
     assert SwitchingVAE.from_models(*pair, evidence="log_joint").switch_config().evidence == "log_joint"
     with pytest.raises(ValueError, match="evidence"):
         CompositeConfig.from_dict({"evidence": "exact"})
+
+
+def test_composites_run_through_run_em(pair, batch):
+    """The mixture/switching VAEs use the one EM loop: run_em with the SwitchingEM algorithm and
+    the composite model (one context per component) gives custom_enhance's results bit for bit,
+    with the loop's traces (cost, n_iter, decoder passes of both components)."""
+    from models.enhancement.em import EMContext, run_em
+    from models.enhancement.mcem import MCEMConfig
+    from models.enhancement.switching import SwitchingEM
+
+    params = {"n_iter": 2, "n_steps": 3, "burn_in": 1, "final_steps": 3, "final_burn_in": 1}
+    for cls in (MixtureVAE, SwitchingVAE):
+        m = cls.from_models(*pair)
+        ctx = EMContext(m, batch, algorithm="x", seed=0)
+        assert set(ctx.components) == {"audio", "visual"} and ctx.enc_mu is None
+        assert ctx.components["visual"].vfeat is not None and ctx.components["audio"].vfeat is None
+        ours = run_em(SwitchingEM(MCEMConfig(**params), m.switch_config(), name=f"{m.name}/mcem"), m, batch, rank=4, seed=3)
+        ref = m.custom_enhance(batch, "mcem", params, rank=4, seed=3)
+        for a, b in zip(ours, ref):
+            assert a.item_id == b.item_id and np.array_equal(a.estimate, b.estimate)
+            assert set(a.traces) == set(b.traces) and int(a.traces["n_iter"]) == 2
+            assert int(a.traces["decoder_calls"]) > 0 and np.array_equal(a.traces["cost"], b.traces["cost"])
+
+
+def test_a_converged_utterance_leaves_the_batch_in_the_switching_em(pair, batch):
+    """With tol, an utterance whose cost settles is finished and leaves the batch (as in run_em
+    for a single model): fewer iterations and decoder passes than the other, and the same result
+    as when it is enhanced alone."""
+    m = SwitchingVAE.from_models(*pair)
+    params = {"n_iter": 12, "n_steps": 3, "burn_in": 1, "final_steps": 3, "final_burn_in": 1, "tol": 7e-3}
+    both = m.custom_enhance(batch, "mcem", params, rank=4, seed=0)
+    n = [int(o.traces["n_iter"]) for o in both]
+    calls = [int(o.traces["decoder_calls"]) for o in both]
+    print(f"iterations {n}, decoder passes {calls}")
+    first = int(np.argmin(n))
+    assert n[first] < n[1 - first] and calls[first] < calls[1 - first]
+    assert len(both[first].traces["cost"]) == n[first] and len(both[first].traces["free_energy"]) == n[first]
+    alone = m.custom_enhance(make_batch([batch.items[first]]), "mcem", params, rank=4, seed=0)[0]
+    assert int(alone.traces["n_iter"]) == n[first]
+    np.testing.assert_allclose(both[first].estimate, alone.estimate, atol=1e-5)
+    np.testing.assert_allclose(both[first].traces["switch_posterior"], alone.traces["switch_posterior"], atol=1e-5)

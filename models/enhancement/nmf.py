@@ -11,6 +11,12 @@ Shapes (time first, as everywhere in the suite):
 Model: ``Vx_r = g * Vs_r + WH``; cost (per utterance) = mean over valid ``(r, t, f)`` of
 ``log Vx_r + P / Vx_r`` (the published MCEM cost; the IS divergence up to a constant).
 
+Responsibility weights ``w [R, B, T]`` (the K-component switching/mixture EM: ``q(m_t = k) / R_k``
+on each of the ``R_k`` samples of component k, ``docs/switching_em.md``): every sum over samples
+becomes ``sum_r w_r,t (...)`` and the cost ``sum_{r,t,f} w_r,t (log Vx_r + P / Vx_r)`` per real TF
+bin. Without weights (a single model, K = 1) the code path is the unweighted one, so its results
+are those of the uniform weights ``1 / R`` up to float rounding and exactly today's.
+
 The updates are the majorisation-minimisation multiplicative rules with exponent 1/2
 (Fevotte & Idier 2011 for beta = 0), so each one never increases the cost; they follow the
 published MCEM code (avse-vae ``MCEM_algo.py``), update order W -> H -> g (trap T5 of ``docs/references.md``: the code
@@ -102,8 +108,11 @@ def is_terms(P: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, Vs: torch.Tenso
     return Vx.log_().add_(ratio)
 
 
-def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
-    """Per-utterance cost ``[B]``: mean over valid (r, t, f) of ``log Vx + P / Vx``."""
+def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
+            weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-utterance cost ``[B]``: mean over valid (r, t, f) of ``log Vx + P / Vx``; with
+    ``weights [R, B, T]`` (summing to 1 over r on each real frame) the weighted sum
+    ``sum_{r,t,f} w_r,t (log Vx_r + P / Vx_r)`` per real TF bin."""
     WH = st.noise_var()
     m = _maskf(mask, P)
     if Vs is None:
@@ -114,14 +123,19 @@ def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: tor
         gg = st.g.unsqueeze(-1)
         tot = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
         for r in range(Vs.shape[0]):  # one [B, T, F] temporary per sample
-            tot += _masked(is_terms(P, WH, gg, Vs[r]), m).sum(dim=(-1, -2))
-        R = Vs.shape[0]
+            terms = is_terms(P, WH, gg, Vs[r])
+            if weights is not None:
+                terms.mul_(weights[r].unsqueeze(-1))
+            tot += _masked(terms, m).sum(dim=(-1, -2))
+        R = 1 if weights is not None else Vs.shape[0]
     n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
     return tot / n.clamp_min(1)
 
 
-def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torch.Tensor, m: torch.Tensor, need_g: bool):
-    """Sums over samples of ``P Vx^-2``, ``Vx^-1`` (and, for g, ``P Vs Vx^-2``, ``Vs Vx^-1``), masked.
+def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torch.Tensor, m: torch.Tensor, need_g: bool,
+          weights: Optional[torch.Tensor] = None):
+    """Sums over samples of ``P Vx^-2``, ``Vx^-1`` (and, for g, ``P Vs Vx^-2``, ``Vs Vx^-1``), masked;
+    each sample's terms times its weight ``weights [R, B, T]`` when given.
 
     Loops over the R samples so memory stays ``[B, T, F]``."""
     if Vs is None:
@@ -135,6 +149,9 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
     gg = g.unsqueeze(-1)
     for r in range(Vs.shape[0]):  # in-place passes: one [B, T, F] temporary per sample
         inv = torch.addcmul(WH, gg, Vs[r]).clamp_min_(EPS).reciprocal_()
+        if weights is not None:
+            _weighted_terms(inv, Vs[r], weights[r].unsqueeze(-1), a, c, gn, gd)
+            continue
         c += inv
         if need_g:
             gd.addcmul_(Vs[r], inv)
@@ -150,26 +167,42 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
     return a, c, gn, gd
 
 
-def update_W(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
-    """``W <- W * sqrt( (sum_r P Vx_r^-2) H / (sum_r Vx_r^-1) H )`` (sums over valid frames)."""
-    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False)
+def _weighted_terms(inv: torch.Tensor, Vs: torch.Tensor, w: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
+                    gn: Optional[torch.Tensor], gd: Optional[torch.Tensor]) -> None:
+    """Adds one sample's weighted terms ``w Vx^-1``, ``w Vx^-2`` (and ``w Vs Vx^-1``, ``w Vs Vx^-2``)
+    into the accumulators in place (``inv = Vx^-1``, ``w [B, T, 1]``)."""
+    wi = inv * w
+    c += wi
+    a.addcmul_(wi, inv)
+    if gd is not None:
+        gd.addcmul_(Vs, wi)
+        gn.addcmul_(Vs, wi.mul_(inv))
+
+
+def update_W(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
+             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``W <- W * sqrt( (sum_r P Vx_r^-2) H / (sum_r Vx_r^-1) H )`` (sums over valid frames;
+    ``weights [R, B, T]``: each sample's terms weighted)."""
+    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
     num = torch.matmul(a.transpose(-1, -2), st.H)  # [B, F, K]
     den = torch.matmul(c.transpose(-1, -2), st.H)
     return (st.W * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
 
 
-def update_H(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+def update_H(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
+             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``H <- H * sqrt( (sum_r P Vx_r^-2) W / (sum_r Vx_r^-1) W )`` (padded frames keep their value)."""
-    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False)
+    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
     num = torch.matmul(a, st.W)  # [B, T, K]
     den = torch.matmul(c, st.W)
     new = (st.H * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
     return torch.where(mask.unsqueeze(-1), new, st.H)
 
 
-def update_g(P: torch.Tensor, Vs: torch.Tensor, st: NMFState, mask: torch.Tensor) -> torch.Tensor:
+def update_g(P: torch.Tensor, Vs: torch.Tensor, st: NMFState, mask: torch.Tensor,
+             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``g_t <- g_t * sqrt( sum_{f,r} P Vs_r Vx_r^-2 / sum_{f,r} Vs_r Vx_r^-1 )``."""
-    _, _, gn, gd = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), True)
+    _, _, gn, gd = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), True, weights)
     new = (st.g * torch.sqrt(gn.sum(-1) / gd.sum(-1).clamp_min(EPS))).clamp_min(EPS)
     return torch.where(mask, new, st.g)
 
@@ -182,19 +215,22 @@ def m_step(
     *,
     update: str = "WHg",
     active: Optional[torch.Tensor] = None,
+    weights: Optional[torch.Tensor] = None,
 ) -> NMFState:
     """One M-step: the updates named in ``update`` (subset of "W", "H", "g"), in order W -> H -> g.
 
-    ``active`` ``[B]`` bool: utterances that already converged keep their factors.
+    ``active`` ``[B]`` bool: utterances that already converged keep their factors. ``weights
+    [R, B, T]``: the responsibility weights of the samples (module docstring; None: uniform).
+    Each update never increases the (weighted) cost: MM with exponent 1/2, termwise.
     """
     W, H, g = st.W, st.H, st.g
     cur = NMFState(W, H, g)
     if "W" in update:
-        cur = NMFState(update_W(P, Vs, cur, mask), cur.H, cur.g)
+        cur = NMFState(update_W(P, Vs, cur, mask, weights), cur.H, cur.g)
     if "H" in update:
-        cur = NMFState(cur.W, update_H(P, Vs, cur, mask), cur.g)
+        cur = NMFState(cur.W, update_H(P, Vs, cur, mask, weights), cur.g)
     if "g" in update and Vs is not None:
-        cur = NMFState(cur.W, cur.H, update_g(P, Vs, cur, mask))
+        cur = NMFState(cur.W, cur.H, update_g(P, Vs, cur, mask, weights))
     if active is not None:
         a1 = active.view(-1, 1)
         cur = NMFState(
