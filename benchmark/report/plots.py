@@ -401,7 +401,9 @@ def seed_strip(spread: pd.DataFrame, pal: Mapping[str, str], order: Sequence[str
             v = sp.loc[s, col]
             if np.isfinite(v):
                 ax.scatter(v, yi + (j - (len(seed_cols) - 1) / 2) * 0.08, s=30, color=c, edgecolor="white", lw=0.6,
-                           marker=markers[j % len(markers)], zorder=3, label=col if yi == y[0] else None)
+                           marker=markers[j % len(markers)], zorder=3)
+    for j, col in enumerate(seed_cols):  # legend: the marker of each seed, in grey
+        ax.scatter([], [], s=30, color="#555", marker=markers[j % len(markers)], label=col)
     ax.set_yticks(y)
     ax.set_yticklabels(systems)
     ax.set_xlabel(f"{metric_label(metric)}: mean per training seed")

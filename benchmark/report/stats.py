@@ -37,7 +37,7 @@ percentile interval is coarse, so when the between-seed spread dominates the CI 
 * :func:`summarize` -- mean, median, CI and the counts of rows / NaN rows / failed rows /
   seeds / utterances of a metric by any grouping; vectorised: the groups that have the same
   seeds and utterances share one set of draws (common random numbers, seeded by the metric
-  and those labels), so a large study (240,000 rows) is summarised in seconds.
+  and those labels), so a large study (224,000 rows) is summarised in seconds.
 * :func:`paired_tests` -- Wilcoxon signed-rank tests (scipy) of each system against reference
   systems on the same (utterance, condition, training seed) triples, Holm-corrected, with
   effect sizes (matched-pairs rank-biserial correlation and the mean difference with its
