@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from benchmark.runner.executors import JoblibExecutor, SerialExecutor, make_executor
-from benchmark.runner.jobs import Job, JobOutput, job_key, run_jobs
+from benchmark.runner.jobs import NOT_KEYED, Job, JobOutput, StageJob, job_key, run_jobs
 from benchmark.runner.store import RunStore, atomic_write_text
 
 
@@ -150,3 +151,66 @@ def test_dask_local_cluster_equals_serial(tmp_path):
     pd.testing.assert_frame_equal(table(a, ja), table(b, jb))
     rec = json.loads(RunStore(b).record_path("toy", jb[0].key).read_text())
     assert rec["pid"] != os.getpid()
+
+
+# ---------------------------------------------------------------------------------------------
+# StageJob: the key is computed from the job's own fields
+
+
+def test_stage_job_key_is_its_keyed_fields():
+    """One dataclass: the key hashes every field the function receives except the declared
+    NOT_KEYED ones, plus the NOT_ARG identity fields; a new field is keyed unless declared."""
+    from benchmark.runner.stages.mix import MixJob
+
+    base = dict(corpus="c1", utt_ids=("u1",), condition={"noise": "white", "snr_db": 0.0}, noise_options={},
+                run_dir="/runs/a", corpus_root="/data/c", utts=({"utt_id": "u1", "path": "x.wav"},), version="1+abc")
+    j = MixJob(**base, label="one")
+    assert set(j.inputs) == {"corpus", "utt_ids", "condition", "noise_options", "version"}
+    assert set(j.kwargs) == {"run_dir", "corpus_root", "utts", "condition", "noise_options"}
+    # paths and rows fixed by the keyed fields, and the label, do not change the key ...
+    assert MixJob(**dict(base, run_dir="/runs/b", corpus_root="/else", utts=()), label="two").key == j.key
+    # ... every keyed field does
+    for k, v in (("corpus", "c2"), ("utt_ids", ("u2",)), ("noise_options", {"root": "/n"}), ("version", "2+abc"),
+                 ("condition", {"noise": "white", "snr_db": 5.0})):
+        assert MixJob(**dict(base, **{k: v})).key != j.key, k
+    assert j.key.startswith("mix-") and j.table == "mix"
+
+
+def test_enhance_job_frame_budget_is_keyed_only_on_a_gpu():
+    from benchmark.runner.stages.enhance import EnhanceJob
+
+    kw = dict(mix_ids=(("i", "m"),), model="train-k", system={"model_id": "a-vae", "model": "a-vae", "fusion": None},
+              algorithm="ldem", params={}, nmf_rank=4, device="cpu", frame_budget=100, seed=0, version="1+x")
+    a, b = EnhanceJob(**kw), EnhanceJob(**dict(kw, frame_budget=200))
+    assert a.key == b.key and "frame_budget" not in a.inputs and a.kwargs["frame_budget"] == 100
+    c, d = EnhanceJob(**dict(kw, device="cuda")), EnhanceJob(**dict(kw, device="cuda", frame_budget=200))
+    assert c.key != d.key and c.inputs["frame_budget"] == 100
+    # checkpoint paths are not keyed (the model's train-job key is); the composite's params are
+    assert EnhanceJob(**kw, checkpoint="/a/ckpt.pt").key == EnhanceJob(**kw, checkpoint="/b/ckpt.pt").key == a.key
+    assert EnhanceJob(**kw, model_params={"prior_av": 0.3}).key != a.key
+
+
+def test_stage_job_runs_through_the_executors(tmp_path):
+    """A StageJob has the Job interface: it runs, records its keyed inputs, and is cached."""
+    jobs = [ToyStageJob(x=i, out=str(tmp_path / f"o{i}")) for i in range(3)]
+    r = run_jobs(jobs, tmp_path, JoblibExecutor(2), progress=False)
+    assert r.ran == 3 and not r.failed_keys
+    rec = RunStore(tmp_path).read_record("toy", jobs[0].key)
+    assert rec["inputs"] == {"x": 0, "version": ""} and rec["stage"] == "toy"
+    assert list(RunStore(tmp_path).read_table("toy", [jobs[2].key])["y"]) == [4]
+    again = run_jobs([ToyStageJob(x=i, out="elsewhere") for i in range(3)], tmp_path, SerialExecutor(), progress=False)
+    assert again.cached == 3 and again.ran == 0
+
+
+def _toy_fn(x: int, out: str) -> list[dict]:
+    return [{"y": 2 * x}]
+
+
+@dataclass(frozen=True, eq=False)
+class ToyStageJob(StageJob):
+    """A module-level StageJob (picklable for the joblib workers)."""
+
+    stage = "toy"
+    fn = staticmethod(_toy_fn)
+    x: int
+    out: str = field(default="", metadata=NOT_KEYED)

@@ -154,3 +154,38 @@ def test_model_classes_declare_what_the_train_stage_reads():
     assert init_source(by["av-vae"]) == "a-vae" and needs_training(by["av-vae"])
     assert init_source(by["av-cvae"]) == "a-vae"
     assert not needs_training(by["mixture-vae"]) and not needs_training(by["switching-vae"])
+
+
+def test_upstream_failures_become_the_enhance_stages_failure_rows(tmp_path):
+    """No shared blocked dict: the enhance stage turns a failed mixing item (every system) and a
+    failed training (every item of that model) into its own failed rows with the upstream reason,
+    and plans jobs only for what can run."""
+    import pandas as pd
+
+    from benchmark.runner.context import StageContext
+    from benchmark.runner.pipeline import RunOptions
+    from benchmark.runner.stages import enhance
+    from benchmark.runner.store import RunStore
+    from benchmark.spec import load_spec
+
+    spec = load_spec("smoke", ["models=[{name: a-vae}, {name: av-vae, fusion: gated}]", "enhance.algorithms=[ldem]",
+                               "enhance.baselines=[noisy]"])
+    ctx = StageContext(spec, tmp_path, RunOptions(), RunStore(tmp_path))
+    item = dict(utt_id="u", speaker="s", condition_id="white_0", noise="white", snr_db=0.0, snr_definition="energy",
+                corruption="none", severity=float("nan"), seed=0, mixture_path="m.wav", clean_path="c.wav", fps=25.0)
+    mix = pd.DataFrame([dict(item, item_id="ok-item", mix_id="m1", status="ok", error=""),
+                        dict(item, utt_id="v", item_id="bad-item", mix_id="m2", status="failed", error="mix: boom")])
+    train = pd.DataFrame([{"label": "a-vae", "key": "k1", "checkpoint": "/x.pt", "status": "ok", "error": ""},
+                          {"label": "av-vae/gated", "key": "k2", "checkpoint": "", "status": "failed",
+                           "error": "train: training of av-vae/gated failed: RuntimeError: nan loss"}])
+    up = {"mix": mix, "train": train}
+    jobs = enhance.plan(ctx, up)
+    assert sorted((j.system["model_id"], [i["item_id"] for i in j.items]) for j in jobs) == [
+        ("", ["ok-item"]), ("a-vae", ["ok-item"])]
+    rows = enhance.upstream_failures(ctx, up).set_index(["item_id", "model_id"])
+    assert sorted(rows.index) == [("bad-item", ""), ("bad-item", "a-vae"), ("bad-item", "av-vae/gated"),
+                                  ("ok-item", "av-vae/gated")]
+    assert (rows["status"] == "failed").all()
+    assert rows.loc[("bad-item", "a-vae"), "error"] == "mix: boom"
+    assert rows.loc[("ok-item", "av-vae/gated"), "error"].endswith("RuntimeError: nan loss")
+    assert rows.loc[("ok-item", "av-vae/gated"), "snr_db"] == 0.0  # the item's identity columns

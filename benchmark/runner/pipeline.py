@@ -190,17 +190,18 @@ class Pipeline:
     def stage(self, stage: str, upstream: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Plan, run and collect one stage (in waves while its ``plan`` finds new keys)."""
         mod = _stage_module(stage)
-        serial = stage == "corpus" or bool(getattr(mod, "serial", lambda ctx: False)(self.ctx))
+        serial = bool(getattr(mod, "serial", lambda ctx: False)(self.ctx))
         executor = SerialExecutor() if serial else self.executor
         jobs: list[Any] = []
         total = StageResult(stage, [], {})
         table = None
+        planned: set[str] = set()
         while True:
-            new = [j for j in mod.plan(self.ctx, upstream, table) if j.key not in total.records and
-                   j.key not in {k.key for k in jobs}]
+            new = [j for j in mod.plan(self.ctx, upstream, table) if j.key not in planned]
             if table is not None and not new:
                 break
             jobs += new
+            planned.update(j.key for j in new)
             res = self._run(stage, new, executor)
             total.keys += res.keys
             total.records.update(res.records)

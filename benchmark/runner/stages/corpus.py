@@ -78,6 +78,11 @@ def link_corpus(run_dir: Path, root: Path) -> None:
         os.replace(tmp, link)
 
 
+def serial(ctx: StageContext) -> bool:
+    """The corpus job runs in this process (the corpus builder parallelises itself)."""
+    return True
+
+
 def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd.DataFrame] = None) -> list[CorpusJob]:
     """The corpus job (none with ``opts.corpus_root``, or on a second call)."""
     if done is not None or ctx.opts.corpus_root:
@@ -102,4 +107,4 @@ def collect(ctx: StageContext, jobs: list[CorpusJob], result: Optional[StageResu
     return pd.DataFrame([{"root": str(root), "corpus_id": cid}])
 
 
-__all__ = ["CorpusJob", "corpus_job", "plan", "collect", "link_corpus"]
+__all__ = ["CorpusJob", "corpus_job", "plan", "collect", "serial", "link_corpus"]
