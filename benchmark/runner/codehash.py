@@ -54,8 +54,9 @@ NOT_HARNESS = ("benchmark.runner.stages", "benchmark.report.diagnostics")
 #: the job keys)
 IMPORT_TIME_ONLY = ("benchmark.spec",)
 
-#: the runner's own version of each stage's job wiring (bump by hand when ``pipeline.py`` or
-#: ``stages.py`` change what a stage's jobs compute); :func:`stage_version` appends the code hash
+#: the runner's own version of each stage (bump by hand when a harness module, e.g. ``jobs.py``'s
+#: key computation or ``pipeline.py``, changes what a stage's jobs compute; the stage modules
+#: themselves are in the code hash); :func:`stage_version` appends the code hash
 STAGE_VERSIONS = {"corpus": "1", "train": "1", "speech-nmf": "1", "mix": "1", "enhance": "1", "score": "1"}
 
 #: the entry modules of each stage (and of ``speech-nmf``, the train job that learns the speech
