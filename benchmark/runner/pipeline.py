@@ -279,7 +279,7 @@ class Pipeline:
             out["trained"] = trained(tables["train"])
         if "mix" in tables:
             out["mixtures"] = tables["mix"]
-        if until == "results":
+        if "score" in tables:  # the score stage's table is the results table
             res = finish_results(tables["score"])
             if len(res):
                 atomic_write_parquet(self.run_dir / "results.parquet", res)
