@@ -14,13 +14,112 @@ batch, so results do not depend on the batch (up to float rounding of batched ma
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
 from benchmark.seeding import torch_generator
 from models.enhancement.batch import Batch, per_item_randn
-from models.enhancement.nmf import EPS, NMFState, is_terms
+from models.enhancement.nmf import EPS, NMFState, _sums, fused_is_cost, fused_sums, is_cost, is_terms, wiener_gain
+from models.enhancement.samplers import langevin_move, mh_accept
+
+#: ``EMConfig.compile``: off (eager), ``torch.compile`` default mode, or reduce-overhead (CUDA graphs)
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+#: ``EMConfig.matmul_precision`` (``torch.set_float32_matmul_precision``; "high": TF32 on CUDA)
+MATMUL_PRECISIONS = ("highest", "high")
+#: ``EMConfig.decoder_dtype``: the decoder's compute dtype (bfloat16: under ``torch.autocast``)
+DECODER_DTYPES = ("float32", "bfloat16")
+
+
+def nll_frames_terms(P: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, Vs: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """``sum_f log Vx + P / Vx`` per frame ``[..., B, T]``, 0 on padding (``g [B, T, 1]``; no
+    autograd): the MH likelihood of :meth:`EMContext.nll_frames`."""
+    nll = is_terms(P, WH, g, Vs).sum(-1)
+    return torch.where(mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
+
+
+def grad_logvar_terms(P: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, maskf: torch.Tensor,
+                      d: Optional[torch.Tensor], Vs: Optional[torch.Tensor]) -> torch.Tensor:
+    """``g e^d / Vx * (1 - P / Vx)`` on real frames (``Vs = e^d`` when given, else from ``d``; ``g
+    [B, T, 1]``, ``maskf [B, T]``): the elementwise part of :meth:`EMContext.nll_grad_logvar`, with
+    one temporary and in-place passes."""
+    gVs = torch.exp(d).mul_(g) if Vs is None else torch.mul(Vs, g)
+    inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
+    one_minus = torch.mul(P, inv).neg_().add_(1.0)
+    return gVs.mul_(inv).mul_(one_minus).mul_(maskf.unsqueeze(-1))
+
+
+@dataclass(frozen=True)
+class StepKernels:
+    """The hot step functions of the EM (their eager definitions, or ``torch.compile`` of them):
+    the MH likelihood (:func:`nll_frames_terms`) and acceptance
+    (:func:`models.enhancement.samplers.mh_accept`), the Langevin move and the likelihood's
+    gradient at the decoder output (:func:`grad_logvar_terms`), the M-step's sums over samples
+    and the cost (:mod:`models.enhancement.nmf`), and the final Wiener gain. Every random number is
+    drawn by the caller outside them, so a compiled kernel sees the same draws as the eager one."""
+
+    mode: str
+    nll_frames: Callable[..., torch.Tensor]
+    mh_accept: Callable[..., Any]
+    langevin_move: Callable[..., torch.Tensor]
+    grad_logvar: Callable[..., torch.Tensor]
+    sums: Callable[..., Any]
+    is_cost: Callable[..., torch.Tensor]
+    wiener_gain: Callable[..., torch.Tensor]
+
+
+@functools.lru_cache(maxsize=None)
+def step_kernels(mode: str = "off") -> StepKernels:
+    """The kernels of one ``EMConfig.compile`` mode (cached: one set of compiled functions per
+    process, reused by every batch).
+
+    * ``off``: the eager functions, exactly the code the EM runs without the option.
+    * ``default``: ``torch.compile`` (inductor) of each function: the elementwise chains are fused
+      into one kernel each, and the sums over samples / the cost use the vectorised
+      :func:`models.enhancement.nmf.fused_sums` / ``fused_is_cost`` (one pass over the samples, no
+      ``[B, T, F]`` temporary per term); results equal the eager ones up to float reassociation.
+      Shapes change between batches and when converged utterances leave a batch: dynamo compiles
+      for the first shape, and with ``dynamic=None`` marks a dimension dynamic when it sees it
+      change, so one more compilation covers every later batch size / length.
+    * ``reduce-overhead``: the same with CUDA graphs (``mode="reduce-overhead"``, static shapes):
+      one graph is recorded per distinct shape (batch size, frames, samples), i.e. once per
+      batch and again each time utterances leave it; past dynamo's recompile limit
+      (``torch._dynamo.config.recompile_limit``, 8 by default) a function runs eagerly for further
+      shapes (same results). On CPU no graph is captured: it compiles as ``default`` with static
+      shapes."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    eager = StepKernels("off", nll_frames_terms, mh_accept, langevin_move, grad_logvar_terms, _sums, is_cost, wiener_gain)
+    if mode == "off":
+        return eager
+    opts: dict[str, Any] = {"dynamic": None} if mode == "default" else {"mode": "reduce-overhead", "dynamic": False}
+
+    def comp(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return torch.compile(fn, **opts)
+
+    return StepKernels(mode, comp(nll_frames_terms), comp(mh_accept), comp(langevin_move), comp(grad_logvar_terms),
+                       comp(fused_sums), comp(fused_is_cost), comp(wiener_gain))
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """``torch.set_float32_matmul_precision(precision)`` for the duration of the block, restored
+    after it ("high": TF32 matrix products on CUDA; "highest": exact float32, the default)."""
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+    before = torch.get_float32_matmul_precision()
+    if precision == before:
+        yield
+        return
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 class EMContext:
@@ -97,6 +196,19 @@ class EMContext:
         self.n_frames = [int(n) for n in self.mask.sum(-1).tolist()] if batch is None else batch.n_frames
         self.gens = gens
         self.decoder_calls = 0
+        self.kernels = step_kernels("off")
+        self.decoder_dtype: Optional[torch.dtype] = None  # None: the model's own (float32)
+
+    def configure(self, *, compile: str = "off", decoder_dtype: str = "float32") -> None:
+        """The EM options of this context and of its components (``EMConfig.compile``,
+        ``EMConfig.decoder_dtype``): which step kernels run (:func:`step_kernels`) and whether the
+        decoder runs under bf16 autocast (its output cast back to the observations' dtype)."""
+        if decoder_dtype not in DECODER_DTYPES:
+            raise ValueError(f"decoder dtype must be one of {DECODER_DTYPES}, got {decoder_dtype!r}")
+        self.kernels = step_kernels(compile)
+        self.decoder_dtype = None if decoder_dtype == "float32" else getattr(torch, decoder_dtype)
+        for c in self.components.values():
+            c.configure(compile=compile, decoder_dtype=decoder_dtype)
 
     def total_decoder_calls(self) -> int:
         """Decoder passes of this context and of its components."""
@@ -104,7 +216,7 @@ class EMContext:
 
     #: attributes shared by every utterance of the batch (not sliced by :meth:`select`); every
     #: other tensor, list or dict attribute is batched along its first dimension
-    SHARED = frozenset({"model", "device", "B", "T", "F", "decoder_calls"})
+    SHARED = frozenset({"model", "device", "B", "T", "F", "decoder_calls", "kernels", "decoder_dtype"})
 
     def select(self, rows: torch.Tensor) -> "EMContext":
         """The context of the utterances ``rows`` (bool ``[B]``) only: converged utterances leave
@@ -121,6 +233,19 @@ class EMContext:
         return new
 
     # -- model --------------------------------------------------------------------------
+    def _decode(self, z: torch.Tensor, **kw: Any) -> Any:
+        """``model.decode`` on this batch: as it is, or under bf16 autocast with the log-variance
+        cast back to the observations' dtype (``decoder_dtype``; the fusion weights stay as the
+        model returns them, :func:`reduce_weights` averages them)."""
+        if self.decoder_dtype is None:
+            return self.model.decode(z, self.vfeat, self.mask, **kw, **self.level_kw)
+        with torch.autocast(self.device.type, dtype=self.decoder_dtype):
+            out = self.model.decode(z, self.vfeat, self.mask, **kw, **self.level_kw)
+        if isinstance(out, tuple):
+            d, w = out
+            return d.to(self.P.dtype), (None if w is None else w.to(self.P.dtype))
+        return out.to(self.P.dtype)
+
     def decode_var(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled speech variance ``sigma^2(z)`` ``[..., B, T, F]``."""
         return self.decode_var_weights(z)[0]
@@ -129,7 +254,7 @@ class EMContext:
         """``sigma^2(z)`` ``[..., B, T, F]`` and the decoder fusion's weights of this call
         ``[B, T, 2]`` (detached, mean over the sample dims; None for a model without them)."""
         self.decoder_calls += 1
-        d, w = self.model.decode(z, self.vfeat, self.mask, return_weights=True, **self.level_kw)
+        d, w = self._decode(z, return_weights=True)
         w = reduce_weights(w)
         if torch.is_grad_enabled() or d._base is not None:
             return torch.exp(d), w
@@ -144,20 +269,20 @@ class EMContext:
         if torch.is_grad_enabled() and (Vs.requires_grad or g.requires_grad):
             Vx = (g * Vs + WH).clamp_min(EPS)
             nll = (torch.log(Vx) + self.P / Vx).sum(-1)
-        else:  # the MH hot path: the same value with one temporary and in-place passes
-            nll = is_terms(self.P, WH, g, Vs).sum(-1)
-        return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
+            return torch.where(self.mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
+        # the MH hot path: the same value with one temporary and in-place passes (or its compiled kernel)
+        return self.kernels.nll_frames(self.P, WH, g, Vs, self.mask)
 
     def decode_logvar(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's log-variance ``log sigma^2(z)`` (with autograd when enabled)."""
         self.decoder_calls += 1
-        return self.model.decode(z, self.vfeat, self.mask, **self.level_kw)
+        return self._decode(z)
 
     def decode_logvar_weights(self, z: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``log sigma^2(z)`` ``[..., B, T, F]`` and the decoder fusion's weights ``[B, T, 2]`` (detached;
         None for a model without them) of one pass."""
         self.decoder_calls += 1
-        d, w = self.model.decode(z, self.vfeat, self.mask, return_weights=True, **self.level_kw)
+        d, w = self._decode(z, return_weights=True)
         return d, reduce_weights(w)
 
     @torch.no_grad()
@@ -173,11 +298,7 @@ class EMContext:
         whole likelihood, without its graph of ``[..., B, T, F]`` temporaries or the ``log``.
         ``Vs``: ``exp(d)`` when the caller already has it (not modified)."""
         WH = st.noise_var() if WH is None else WH
-        g = st.g.unsqueeze(-1)
-        gVs = torch.exp(d).mul_(g) if Vs is None else torch.mul(Vs, g)
-        inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
-        one_minus = torch.mul(self.P, inv).neg_().add_(1.0)
-        return gVs.mul_(inv).mul_(one_minus).mul_(self.maskf.unsqueeze(-1))
+        return self.kernels.grad_logvar(self.P, WH, st.g.unsqueeze(-1), self.maskf, d, Vs)
 
     def nll_backward(self, d: torch.Tensor, wrt: list[torch.Tensor], st: NMFState, *, extra: Optional[torch.Tensor] = None,
                      WH: Optional[torch.Tensor] = None, Vs: Optional[torch.Tensor] = None, scale: float = 1.0) -> tuple[torch.Tensor, ...]:

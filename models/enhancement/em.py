@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from benchmark.configtools import FieldError, check_fields
 from models.enhancement.batch import Batch
-from models.enhancement.context import EMContext, reduce_weights  # noqa: F401  (re-exported)
-from models.enhancement.nmf import EPS, NMFState, init_nmf, is_cost, m_step
+from models.enhancement.context import COMPILE_MODES, DECODER_DTYPES, MATMUL_PRECISIONS, EMContext, matmul_precision, reduce_weights  # noqa: F401  (re-exported)
+from models.enhancement.nmf import NMFState, init_nmf, m_step, wiener_gain  # noqa: F401  (wiener_gain re-exported)
 from models.spectral import STFTConfig, istft
 from models.vae import prior_visual_weight
 
@@ -45,6 +45,12 @@ class EMConfig:
     n_iter: int = field(default=100, metadata={"range": (1, None)})  # EM iterations (100 in all three reference repos)
     tol: Optional[float] = field(default=None, metadata={"range": (0.0, None)})  # stop an utterance when |delta cost| < tol (None: always n_iter)
     update: str = "WHg"  # which of W, H, g the M-step updates
+    # torch.compile of the hot step functions (EMContext.configure): off = the eager code, exactly
+    compile: str = field(default="off", metadata={"choices": COMPILE_MODES})
+    # "high": TF32 matrix products on CUDA (torch.set_float32_matmul_precision) during the EM
+    matmul_precision: str = field(default="highest", metadata={"choices": MATMUL_PRECISIONS})
+    # "bfloat16": the decoder runs under autocast to bf16, its output cast back to float32
+    decoder_dtype: str = field(default="float32", metadata={"choices": DECODER_DTYPES})
 
     def __post_init__(self) -> None:
         """Types and the declared ranges of every field (:func:`benchmark.configtools.check_fields`)."""
@@ -188,8 +194,22 @@ def em_loop(algo: EMAlgorithm, ctx: EMContext, st: NMFState, finish: Finish, *, 
     ``algo.init``, then per iteration the E-step, the (responsibility-weighted) M-step and the
     cost ``[B]``; with ``config.tol`` each utterance whose cost changed by less than ``tol`` is
     handed to ``finish`` and leaves the batch (algorithm state, context and NMF factors are cut to
-    the others); the rest are finished when the iterations run out."""
+    the others); the rest are finished when the iterations run out.
+
+    The options ``compile``, ``decoder_dtype`` (:meth:`EMContext.configure`) and
+    ``matmul_precision`` (:func:`models.enhancement.context.matmul_precision`) of ``algo.config``
+    hold for the whole loop, the finish steps included; all off by default (the eager float32
+    code, bit-identical to the code before they existed)."""
     cfg: EMConfig = algo.config
+    ctx.configure(compile=cfg.compile, decoder_dtype=cfg.decoder_dtype)
+    with matmul_precision(cfg.matmul_precision):
+        _em_iterations(algo, ctx, st, finish, progress=progress)
+
+
+def _em_iterations(algo: EMAlgorithm, ctx: EMContext, st: NMFState, finish: Finish, *, progress: bool) -> None:
+    """The body of :func:`em_loop` (its options already applied)."""
+    cfg: EMConfig = algo.config
+    kern = ctx.kernels
     algo.init(ctx)
     B = ctx.B
     rows = list(range(B))  # the original index of each row of the current (shrinking) batch
@@ -201,8 +221,8 @@ def em_loop(algo: EMAlgorithm, ctx: EMContext, st: NMFState, finish: Finish, *, 
         Vs = algo.e_step(ctx, st, it)
         w = algo.sample_weights()
         with torch.no_grad():
-            st = m_step(ctx.P, Vs.detach(), st, ctx.mask, update=cfg.update, weights=w)
-            c = is_cost(ctx.P, Vs.detach(), st, ctx.mask, weights=w)
+            st = m_step(ctx.P, Vs.detach(), st, ctx.mask, update=cfg.update, weights=w, sums=kern.sums)
+            c = kern.is_cost(ctx.P, Vs.detach(), st, ctx.mask, weights=w)
         idx = torch.tensor(rows, device=ctx.device)
         costs[it, idx] = c.to(costs.dtype)
         for k, v in algo.iteration_traces().items():
@@ -234,18 +254,6 @@ def converged(cost: torch.Tensor, prev: Optional[torch.Tensor], tol: Optional[fl
     return (cost - prev).abs() < tol
 
 
-def wiener_gain(Vs: torch.Tensor, g: torch.Tensor, WH: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The "probabilistic Wiener filter" gain ``[B, T, F]`` of the final estimate ``S = gain * X``:
-    the gain ``g Vs_r / (g Vs_r + WH)`` of each sample ``Vs [R, B, T, F]`` averaged over the
-    samples (``g [B, T]``, ``WH [B, T, F]``), uniformly or with per-frame ``weights [R, B, T]``
-    (the switching EM: responsibility / samples of the component)."""
-    gVs = g.unsqueeze(-1) * Vs
-    ratio = gVs / (gVs + WH).clamp_min(EPS)
-    if weights is None:
-        return ratio.mean(0)
-    return (weights.unsqueeze(-1) * ratio).sum(0)
-
-
 def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], out: list[Optional[ItemResult]],
             costs: torch.Tensor, iter_traces: dict[str, torch.Tensor], n_done: list[int], stft_cfg: STFTConfig) -> None:
     """Final estimate of the utterances of ``ctx`` (original indices ``rows``): the algorithm's
@@ -256,7 +264,7 @@ def _finish(algo: EMAlgorithm, ctx: EMContext, st: NMFState, rows: list[int], ou
         fin = algo.final_variances(ctx, st)
         # a visual prior p(z | v): its precision relative to N(0, I) as a reliability trace
         prior_w = prior_visual_weight(ctx.prior_logvar) if getattr(ctx.model, "uses_visual_prior", False) else None
-        gain = wiener_gain(fin.Vs, st.g, st.noise_var(), fin.weights)  # [B, T, F]
+        gain = ctx.kernels.wiener_gain(fin.Vs, st.g, st.noise_var(), fin.weights)  # [B, T, F]
         S = gain.to(batch.X.dtype) * batch.X
     final, frame = algo.final_traces(), algo.final_frame_traces()
     calls = ctx.total_decoder_calls()

@@ -118,7 +118,8 @@ class LDEM(EMAlgorithm):
             self._graph = None
             return energy_grad(ctx, zz, d, st, cfg.prior_weight, cfg.tv, WH, Vs)
 
-        z = Langevin(cfg.lr, cfg.n_steps, cfg.eta).run(self.z, grad, lambda lead, tail=(): ctx.randn(leading=lead, tail=tail))
+        z = Langevin(cfg.lr, cfg.n_steps, cfg.eta).run(self.z, grad, lambda lead, tail=(): ctx.randn(leading=lead, tail=tail),
+                                                        move=ctx.kernels.langevin_move)
         self.z = z.detach()
         zz, d = decode_with_graph(ctx, self.z)
         Vs = torch.exp(d.detach())

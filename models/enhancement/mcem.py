@@ -72,7 +72,8 @@ class MCEM(EMAlgorithm):
 
         res = RandomWalkMH(cfg.proposal_var).run(
             self.z, (ctx.nll_frames(self.var, st, WH=WH), ctx.prior_quad(self.z)), energy, ctx.mask,
-            lambda lead, tail=(): ctx.randn(leading=lead, tail=tail), lambda lead: ctx.rand(leading=lead), n_steps, burn_in)
+            lambda lead, tail=(): ctx.randn(leading=lead, tail=tail), lambda lead: ctx.rand(leading=lead), n_steps, burn_in,
+            accept=ctx.kernels.mh_accept)
         zs = res.kept
         # the variances of the kept states, decoded in one batched call instead of being carried
         # through every step with a full [B, T, F] select (for a frame-wise decoder this equals the

@@ -26,7 +26,7 @@ order, not the paper's H -> W -> g), no L1 normalisation of W (avse-vae), and a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -179,20 +179,72 @@ def _weighted_terms(inv: torch.Tensor, Vs: torch.Tensor, w: torch.Tensor, a: tor
         gn.addcmul_(Vs, wi.mul_(inv))
 
 
+#: the sums over samples of the M-step: :func:`_sums` (eager) or :func:`fused_sums` (compiled)
+Sums = Callable[..., tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]]
+
+
+def fused_sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torch.Tensor, m: torch.Tensor,
+               need_g: bool, weights: Optional[torch.Tensor] = None):
+    """The sums of :func:`_sums` written over all samples at once (``[R, B, T, F]`` expressions
+    reduced over R), for ``torch.compile``: fused, it reads each ``Vs_r`` once and writes only the
+    ``[B, T, F]`` results; run eagerly it would materialise ``[R, B, T, F]`` temporaries, so the
+    eager EM keeps :func:`_sums`. Equal to :func:`_sums` up to the order of the sum over R."""
+    if Vs is None:
+        return _sums(P, Vs, g, WH, m, need_g, weights)
+    inv = torch.reciprocal((g.unsqueeze(-1) * Vs + WH).clamp_min(EPS))  # [R, B, T, F]
+    wi = inv if weights is None else inv * weights.unsqueeze(-1)
+    a = _masked(P * (wi * inv).sum(0), m)
+    c = _masked(wi.sum(0), m)
+    if not need_g:
+        return a, c, None, None
+    gn = _masked(P * (Vs * wi * inv).sum(0), m)
+    gd = _masked((Vs * wi).sum(0), m)
+    return a, c, gn, gd
+
+
+def fused_is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
+                  weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`is_cost` over all samples at once, for ``torch.compile`` (see :func:`fused_sums`)."""
+    if Vs is None:
+        return is_cost(P, Vs, st, mask, weights)
+    WH = st.noise_var()
+    Vx = (st.g.unsqueeze(-1) * Vs + WH).clamp_min(EPS)
+    terms = torch.log(Vx) + P / Vx  # [R, B, T, F]
+    if weights is not None:
+        terms = terms * weights.unsqueeze(-1)
+    tot = _masked(terms.sum(0), _maskf(mask, P)).sum(dim=(-1, -2))
+    R = 1 if weights is not None else Vs.shape[0]
+    n = mask.sum(-1).to(P.dtype) * P.shape[-1] * R
+    return tot / n.clamp_min(1)
+
+
+def wiener_gain(Vs: torch.Tensor, g: torch.Tensor, WH: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The "probabilistic Wiener filter" gain ``[B, T, F]`` of the final estimate ``S = gain * X``:
+    the gain ``g Vs_r / (g Vs_r + WH)`` of each sample ``Vs [R, B, T, F]`` averaged over the
+    samples (``g [B, T]``, ``WH [B, T, F]``), uniformly or with per-frame ``weights [R, B, T]``
+    (the switching EM: responsibility / samples of the component)."""
+    gVs = g.unsqueeze(-1) * Vs
+    ratio = gVs / (gVs + WH).clamp_min(EPS)
+    if weights is None:
+        return ratio.mean(0)
+    return (weights.unsqueeze(-1) * ratio).sum(0)
+
+
 def update_W(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
-             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+             weights: Optional[torch.Tensor] = None, sums: Optional[Sums] = None) -> torch.Tensor:
     """``W <- W * sqrt( (sum_r P Vx_r^-2) H / (sum_r Vx_r^-1) H )`` (sums over valid frames;
-    ``weights [R, B, T]``: each sample's terms weighted)."""
-    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
+    ``weights [R, B, T]``: each sample's terms weighted; ``sums``: the sums' kernel, default the
+    eager :func:`_sums`)."""
+    a, c, _, _ = (sums or _sums)(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
     num = torch.matmul(a.transpose(-1, -2), st.H)  # [B, F, K]
     den = torch.matmul(c.transpose(-1, -2), st.H)
     return (st.W * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
 
 
 def update_H(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,
-             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+             weights: Optional[torch.Tensor] = None, sums: Optional[Sums] = None) -> torch.Tensor:
     """``H <- H * sqrt( (sum_r P Vx_r^-2) W / (sum_r Vx_r^-1) W )`` (padded frames keep their value)."""
-    a, c, _, _ = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
+    a, c, _, _ = (sums or _sums)(P, Vs, st.g, st.noise_var(), _maskf(mask, P), False, weights)
     num = torch.matmul(a, st.W)  # [B, T, K]
     den = torch.matmul(c, st.W)
     new = (st.H * torch.sqrt(num / den.clamp_min(EPS))).clamp_min(EPS)
@@ -200,9 +252,9 @@ def update_H(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: to
 
 
 def update_g(P: torch.Tensor, Vs: torch.Tensor, st: NMFState, mask: torch.Tensor,
-             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+             weights: Optional[torch.Tensor] = None, sums: Optional[Sums] = None) -> torch.Tensor:
     """``g_t <- g_t * sqrt( sum_{f,r} P Vs_r Vx_r^-2 / sum_{f,r} Vs_r Vx_r^-1 )``."""
-    _, _, gn, gd = _sums(P, Vs, st.g, st.noise_var(), _maskf(mask, P), True, weights)
+    _, _, gn, gd = (sums or _sums)(P, Vs, st.g, st.noise_var(), _maskf(mask, P), True, weights)
     new = (st.g * torch.sqrt(gn.sum(-1) / gd.sum(-1).clamp_min(EPS))).clamp_min(EPS)
     return torch.where(mask, new, st.g)
 
@@ -216,21 +268,24 @@ def m_step(
     update: str = "WHg",
     active: Optional[torch.Tensor] = None,
     weights: Optional[torch.Tensor] = None,
+    sums: Optional[Sums] = None,
 ) -> NMFState:
     """One M-step: the updates named in ``update`` (subset of "W", "H", "g"), in order W -> H -> g.
 
     ``active`` ``[B]`` bool: utterances that already converged keep their factors. ``weights
     [R, B, T]``: the responsibility weights of the samples (module docstring; None: uniform).
     Each update never increases the (weighted) cost: MM with exponent 1/2, termwise.
+    ``sums``: the kernel of the sums over samples (default the eager :func:`_sums`; the EM passes
+    the compiled :func:`fused_sums` when ``EMConfig.compile`` is on).
     """
     W, H, g = st.W, st.H, st.g
     cur = NMFState(W, H, g)
     if "W" in update:
-        cur = NMFState(update_W(P, Vs, cur, mask, weights), cur.H, cur.g)
+        cur = NMFState(update_W(P, Vs, cur, mask, weights, sums), cur.H, cur.g)
     if "H" in update:
-        cur = NMFState(cur.W, update_H(P, Vs, cur, mask, weights), cur.g)
+        cur = NMFState(cur.W, update_H(P, Vs, cur, mask, weights, sums), cur.g)
     if "g" in update and Vs is not None:
-        cur = NMFState(cur.W, cur.H, update_g(P, Vs, cur, mask, weights))
+        cur = NMFState(cur.W, cur.H, update_g(P, Vs, cur, mask, weights, sums))
     if active is not None:
         a1 = active.view(-1, 1)
         cur = NMFState(

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 #: ``randn(leading, tail)`` / ``rand(leading)``: per-utterance draws ``[*leading, B, T, *tail]``
 #: (:func:`models.enhancement.batch.per_item_randn`)
 Draw = Callable[..., torch.Tensor]
+
+#: one MH acceptance step (:func:`mh_accept`, or its compiled form)
+Accept = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+#: one Langevin move without the gradient (:func:`langevin_move`, or its compiled form)
+Move = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 #: the energy of a frame as two terms ``(likelihood, prior quadratic)``, each ``[..., B, T]``:
 #: ``U = lik + prior_weight * quad``
@@ -48,9 +54,11 @@ class RandomWalkMH:
         self.prior_weight = float(prior_weight)
 
     def run(self, z: torch.Tensor, energy: Energy, energy_fn: Callable[[torch.Tensor], Energy], mask: torch.Tensor,
-            randn: Draw, rand: Draw, n_steps: int, burn_in: int) -> MHResult:
+            randn: Draw, rand: Draw, n_steps: int, burn_in: int, *, accept: Optional[Accept] = None) -> MHResult:
         """``n_steps`` moves from ``z`` (energy terms ``energy``; ``energy_fn(z')`` gives those of a
-        proposal), keeping the states after ``burn_in``. Padding frames never move."""
+        proposal), keeping the states after ``burn_in``. Padding frames never move. ``accept``: the
+        acceptance step (default :func:`mh_accept`; the EM passes its compiled form when
+        ``EMConfig.compile`` is on). Every random number is drawn before the loop, outside it."""
         lead, L = tuple(z.shape[:-3]), z.shape[-1]
         steps = randn((n_steps,) + lead, (L,)) * math.sqrt(self.proposal_var)
         logu = torch.log(rand((n_steps,) + lead).clamp_min(1e-30))
@@ -58,15 +66,11 @@ class RandomWalkMH:
         kept = []
         n_acc = torch.zeros_like(lik)
         w = self.prior_weight
+        accept = mh_accept if accept is None else accept
         for m in range(n_steps):
             zp = z + steps[m]
             likp, quadp = energy_fn(zp)
-            log_a = lik - likp + w * (quad - quadp)
-            acc = (logu[m] < log_a) & mask
-            z = torch.where(acc.unsqueeze(-1), zp, z)
-            lik = torch.where(acc, likp, lik)
-            quad = torch.where(acc, quadp, quad)
-            n_acc += acc.to(n_acc.dtype)
+            z, lik, quad, n_acc = accept(z, zp, lik, likp, quad, quadp, logu[m], mask, n_acc, w)
             if m >= burn_in:
                 kept.append(z)
         return MHResult(z, (lik, quad), torch.stack(kept), n_acc)
@@ -95,13 +99,17 @@ class Langevin:
         self.n_steps = int(n_steps)
         self.eta = float(eta)
 
-    def run(self, z: torch.Tensor, grad_fn: Callable[[torch.Tensor, int], torch.Tensor], randn: Draw) -> torch.Tensor:
+    def run(self, z: torch.Tensor, grad_fn: Callable[[torch.Tensor, int], torch.Tensor], randn: Draw, *,
+            move: Optional[Move] = None) -> torch.Tensor:
         """``n_steps`` moves from ``z``; ``grad_fn(z, s)`` is ``grad U`` at step ``s``. Padding
-        frames: the draws are zero there and the caller's gradient is zero there, so they stay."""
+        frames: the draws are zero there and the caller's gradient is zero there, so they stay.
+        ``move``: the elementwise part of a step (default :func:`langevin_move`; its compiled form
+        when ``EMConfig.compile`` is on); the noise is drawn before the loop, outside it."""
         lead, L = tuple(z.shape[:-3]), z.shape[-1]
         noise = randn((self.n_steps,) + lead, (L,)) * math.sqrt(2 * self.lr)
+        move = langevin_move if move is None else move
         for s in range(self.n_steps):
-            z = z - self.lr * grad_fn(z, s) + noise[s]
+            z = move(z, grad_fn(z, s), noise[s], self.lr)
         return self.kick(z, randn)
 
     def kick(self, z: torch.Tensor, randn: Draw) -> torch.Tensor:
@@ -109,3 +117,24 @@ class Langevin:
         if self.eta <= 0:
             return z
         return z + math.sqrt(self.eta) * randn(tuple(z.shape[:-3]), (z.shape[-1],))
+
+
+def mh_accept(z: torch.Tensor, zp: torch.Tensor, lik: torch.Tensor, likp: torch.Tensor, quad: torch.Tensor,
+              quadp: torch.Tensor, logu: torch.Tensor, mask: torch.Tensor, n_acc: torch.Tensor,
+              prior_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MH acceptance step for every frame: accept the proposal ``zp`` where
+    ``log u < lik - lik' + prior_weight (quad - quad')`` on real frames; returns the new
+    ``(z, lik, quad, n_acc)`` (``z [..., B, T, L]``, the rest ``[..., B, T]``). A pure function, so
+    ``torch.compile`` can fuse it (:func:`models.enhancement.context.step_kernels`)."""
+    log_a = lik - likp + prior_weight * (quad - quadp)
+    acc = (logu < log_a) & mask
+    z = torch.where(acc.unsqueeze(-1), zp, z)
+    lik = torch.where(acc, likp, lik)
+    quad = torch.where(acc, quadp, quad)
+    return z, lik, quad, n_acc + acc.to(n_acc.dtype)
+
+
+def langevin_move(z: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, lr: float) -> torch.Tensor:
+    """``z - lr grad + noise``: the elementwise part of one Langevin step (``noise`` already scaled
+    by ``sqrt(2 lr)``)."""
+    return z - lr * grad + noise
