@@ -21,7 +21,11 @@ in the split's region (a short recording); :func:`benchmark.conditions.mixing.mi
 with a crossfade if the condition allows it, or raises a clear error.
 
 Factories are registered in :data:`noise_sets.NOISES` as
-``factory(corpus_root: Path | None = None, **options) -> NoiseSource``. The NTCD-TIMIT-style
+``factory(corpus_root: Path | None = None, **options) -> NoiseSource``
+(:class:`noise_sets.base.SourceFactory`): the options of a generated noise are the fields of its
+source dataclass here (with the ``range`` of their metadata), less ``name`` and ``corpus_root``;
+they are checked at load time (``conditions.noise_options.<noise>``) and again when the source is
+made. The NTCD-TIMIT-style
 names ``LR``, ``White``, ``Cafe``, ``Car``, ``Babble`` and ``Street`` are aliases of the
 look-alike generated noises (they are *synthetic* stand-ins, not the NTCD-TIMIT recordings).
 
@@ -42,16 +46,13 @@ import numpy as np
 
 from benchmark.seeding import derive_seed
 from noise_sets import NOISES
+from noise_sets.base import NoiseError, NoiseOptionError, SourceFactory  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 NOISE_SPLITS = ("train", "val", "test")
 TARGET_RMS = 0.1  # every generated segment is scaled to this RMS (mixing rescales anyway)
-
-
-class NoiseError(ValueError):
-    """A noise source cannot produce what was asked (names the source and the problem)."""
 
 
 def check_split(split: str, source: str) -> str:
@@ -177,9 +178,10 @@ class CarNoise(NoiseSource):
     with slow RPM drift, and a little broadband road/wind noise (synthetic)."""
 
     name: str = "car"
-    rpm_range: tuple[float, float] = (1200.0, 3000.0)  # 4-cylinder: firing frequency = 2 * rpm / 60
-    n_harmonics: int = 8
-    harmonic_level_db: float = -6.0  # engine harmonics relative to the rumble
+    # 4-cylinder: firing frequency = 2 * rpm / 60
+    rpm_range: tuple[float, float] = field(default=(1200.0, 3000.0), metadata={"range": (300.0, 12000.0)})
+    n_harmonics: int = field(default=8, metadata={"range": (1, 100)})
+    harmonic_level_db: float = field(default=-6.0, metadata={"range": (-80.0, 40.0)})  # relative to the rumble
 
     def segment(self, n_samples: int, seed: int, split: str = "test") -> np.ndarray:
         n = self._check_n(n_samples, self.name)
@@ -204,8 +206,8 @@ class StreetNoise(NoiseSource):
     and fall over 2-5 s) and occasional horn toots (synthetic)."""
 
     name: str = "street"
-    passes_per_minute: float = 12.0
-    horns_per_minute: float = 2.0
+    passes_per_minute: float = field(default=12.0, metadata={"range": (0.0, 600.0)})
+    horns_per_minute: float = field(default=2.0, metadata={"range": (0.0, 600.0)})
 
     def segment(self, n_samples: int, seed: int, split: str = "test") -> np.ndarray:
         n = self._check_n(n_samples, self.name)
@@ -298,8 +300,8 @@ class BabbleNoise(NoiseSource):
     test split); needs ``corpus_root``."""
 
     corpus_root: Optional[Path] = None
-    n_talkers: int = 6
-    max_utterances: int = 400
+    n_talkers: int = field(default=6, metadata={"range": (1, 1000)})
+    max_utterances: int = field(default=400, metadata={"range": (2, None)})  # the pool needs 2
     name: str = "babble"
     _pool: Optional[_BabblePool] = field(default=None, repr=False)
 
@@ -326,9 +328,9 @@ class CafeNoise(BabbleNoise):
     """Cafe-like scene: babble of many talkers plus transient clatter (dishes and cutlery as damped
     2-7 kHz resonances, ~1.5 per second) and a pink background (synthetic; needs ``corpus_root``)."""
 
-    n_talkers: int = 10
-    clatter_per_s: float = 1.5
-    clatter_level_db: float = 0.0  # peak of a clatter event relative to the babble RMS, + up to 12 dB
+    n_talkers: int = field(default=10, metadata={"range": (1, 1000)})
+    clatter_per_s: float = field(default=1.5, metadata={"range": (0.0, 100.0)})
+    clatter_level_db: float = field(default=0.0, metadata={"range": (-80.0, 40.0)})  # peak of a clatter event relative to the babble RMS, + up to 12 dB
     name: str = "cafe"
 
     def segment(self, n_samples: int, seed: int, split: str = "test") -> np.ndarray:
@@ -359,8 +361,8 @@ class LivingRoomNoise(BabbleNoise):
     music-like tones (harmonic notes with attack/decay on a scale) and a low room hum (synthetic;
     needs ``corpus_root``)."""
 
-    n_talkers: int = 2
-    music_level_db: float = -3.0
+    n_talkers: int = field(default=2, metadata={"range": (1, 1000)})
+    music_level_db: float = field(default=-3.0, metadata={"range": (-80.0, 40.0)})
     name: str = "living-room"
 
     def segment(self, n_samples: int, seed: int, split: str = "test") -> np.ndarray:
@@ -392,7 +394,7 @@ class SpeechShapedNoise(NoiseSource):
     corpus's train utterances; needs ``corpus_root``."""
 
     corpus_root: Optional[Path] = None
-    max_utterances: int = 200
+    max_utterances: int = field(default=200, metadata={"range": (1, None)})
     name: str = "speech-shaped"
     _ltas: Optional[np.ndarray] = field(default=None, repr=False)
 
@@ -481,22 +483,6 @@ class RecordingNoise(NoiseSource):
 # registration
 
 
-def _factory(cls: type, fixed: dict[str, Any], doc: str) -> Callable[..., NoiseSource]:
-    accepted = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")} - {"name"} - set(fixed)
-
-    def make(corpus_root: Path | str | None = None, **options: Any) -> NoiseSource:
-        bad = sorted(set(options) - accepted)
-        if bad:
-            raise NoiseError(f"noise {fixed.get('name', cls.__name__)!r}: unknown option(s) {bad}; accepted: {sorted(accepted)}")
-        kw = dict(fixed, **options)
-        if "corpus_root" in accepted:
-            kw["corpus_root"] = corpus_root
-        return cls(**kw)
-
-    make.__doc__ = doc
-    return make
-
-
 _BUILTINS: dict[str, tuple[type, dict[str, Any]]] = {
     "white": (ColouredNoise, {"exponent": 0.0, "name": "white"}),
     "pink": (ColouredNoise, {"exponent": 1.0, "name": "pink"}),
@@ -519,12 +505,11 @@ ALIASES = {"LR": "living-room", "White": "white", "Cafe": "cafe", "Car": "car", 
 
 def _register_all() -> None:
     for name, (cls, fixed) in _BUILTINS.items():
-        doc = _DOCS.get(name) or " ".join((cls.__doc__ or name).replace("``", "").split())
-        NOISES.register(name, _factory(cls, fixed, doc))
+        NOISES.register(name, SourceFactory(name, cls, fixed, _DOCS.get(name, "")))
     for alias, target in ALIASES.items():
         cls, fixed = _BUILTINS[target]
         doc = f"NTCD-TIMIT-style name: synthetic look-alike, alias of '{target}'."
-        NOISES.register(alias, _factory(cls, fixed, doc))
+        NOISES.register(alias, SourceFactory(alias, cls, fixed, doc))
 
 
 _register_all()

@@ -17,6 +17,13 @@ name                   folder layout under ``root``
 ``noise-folder``       any folder of ``*.wav`` (``recursive=true``)
 =====================  ==========================================================================
 
+Each loader declares its options as a config dataclass (:class:`DemandOptions`,
+:class:`NtcdNoiseOptions`, :class:`MusanOptions`, :class:`FolderOptions`, all with the
+:class:`LoaderOptions` ``root``, ``train_fraction`` and ``allow_downmix``), checked by the factory
+(:class:`LoaderFactory`) and, at load time, by :func:`benchmark.spec.check_spec`, which also lists
+the files (:meth:`LoaderFactory.files`: the root folder exists and has the expected layout; no
+audio is read) so that a wrong folder fails before any training.
+
 (The names ``LR``, ``White``, ... without prefix are the *synthetic look-alikes* of
 :mod:`noise_sets.builtin`; ``ntcd-<Type>`` are the real recordings.)
 
@@ -33,16 +40,19 @@ whole (shorter than asked): the mixer then loops it or refuses, as for ``Recordi
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import numpy as np
 
 from benchmark.audio_io import DataError
+from benchmark.configtools import FieldError, did_you_mean
 from noise_sets import NOISES
+from noise_sets.base import NoiseFactory
 from noise_sets.builtin import SAMPLE_RATE, NoiseError, NoiseSource
 
 log = logging.getLogger(__name__)
@@ -190,7 +200,7 @@ def _child_ci(folder: Path, name: str) -> Optional[Path]:
 
 def demand_files(root: Any, environment: str = "", channel: str = "ch01", *, noise: str = "demand") -> list[Path]:
     """``<root>/<ENV>/<channel>.wav`` of DEMAND."""
-    layout = "<root>/<ENV>/ch01.wav (e.g. DKITCHEN/ch01.wav)"
+    layout = DemandOptions.LAYOUT
     r = _root(root, noise, layout)
     if not environment:
         raise NoiseError(f"noise {noise!r}: set conditions.noise_options.{noise}.environment (one of {', '.join(DEMAND_ENVIRONMENTS)})")
@@ -206,7 +216,7 @@ def demand_files(root: Any, environment: str = "", channel: str = "ch01", *, noi
 
 def ntcd_noise_files(root: Any, noise_type: str = "", *, noise: str = "ntcd-noise") -> list[Path]:
     """NTCD-TIMIT noise recordings of one type: ``<root>/<Type>.wav`` or ``<root>/<Type>/*.wav``."""
-    layout = "<root>/<Type>.wav or <root>/<Type>/*.wav with Type in " + ", ".join(NTCD_NOISE_TYPES)
+    layout = NtcdNoiseOptions.LAYOUT
     r = _root(root, noise, layout)
     if not noise_type:
         raise NoiseError(f"noise {noise!r}: set conditions.noise_options.{noise}.noise_type (one of {', '.join(NTCD_NOISE_TYPES)})")
@@ -223,7 +233,7 @@ def ntcd_noise_files(root: Any, noise_type: str = "", *, noise: str = "ntcd-nois
 
 def musan_files(root: Any, subset: str = "all", *, noise: str = "musan") -> list[Path]:
     """MUSAN noise wavs: ``<root>[/noise]/{free-sound,sound-bible}/*.wav``."""
-    layout = "<root>/noise/free-sound/*.wav and <root>/noise/sound-bible/*.wav (root = the musan folder)"
+    layout = MusanOptions.LAYOUT
     r = _root(root, noise, layout)
     base = r / "noise" if (r / "noise").is_dir() else r
     subsets = MUSAN_SUBSETS if subset == "all" else (subset,)
@@ -237,7 +247,7 @@ def musan_files(root: Any, subset: str = "all", *, noise: str = "musan") -> list
 
 def folder_files(root: Any, recursive: bool = True, pattern: str = "*.wav", *, noise: str = "noise-folder") -> list[Path]:
     """Every ``pattern`` file in a folder (recursively by default)."""
-    r = _root(root, noise, "<root>/**/*.wav")
+    r = _root(root, noise, FolderOptions.LAYOUT)
     files = sorted(r.rglob(pattern) if recursive else r.glob(pattern))
     if not files:
         raise DataError(r, f"no {pattern} files in the noise folder")
@@ -245,42 +255,129 @@ def folder_files(root: Any, recursive: bool = True, pattern: str = "*.wav", *, n
 
 
 # ---------------------------------------------------------------------------------------------
+# declared options
+
+
+def _one_of(obj: Any, key: str, known: tuple[str, ...]) -> None:
+    """Field ``key`` of ``obj`` is required and one of ``known`` (case-insensitively, as the folder
+    lookup); else a :class:`FieldError`."""
+    value = getattr(obj, key)
+    if not value:
+        raise FieldError(type(obj).__name__, key, f"required (one of {', '.join(known)})")
+    if value.lower() not in {k.lower() for k in known}:
+        raise FieldError(type(obj).__name__, key, f"{value!r} is not one of {', '.join(known)}"
+                         f"{did_you_mean(value, known)}")
+
+
+@dataclass
+class LoaderOptions:
+    """Options of every dataset loader (``conditions.noise_options.<noise>``)."""
+
+    LAYOUT: ClassVar[str] = "<root>/**/*.wav"
+
+    root: Optional[str] = None  # the dataset folder on disk (required)
+    # each file is cut here: train/val segments before, test segments after (exclusive bounds)
+    train_fraction: float = field(default=0.5, metadata={"range": (0.0, 1.0)})
+    allow_downmix: bool = False  # average the channels of multichannel files instead of failing
+
+    def __post_init__(self) -> None:
+        if self.root is None or str(self.root) == "":
+            raise FieldError(type(self).__name__, "root",
+                             f"required: the folder of the noise dataset on disk (expected layout: {self.LAYOUT})")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise FieldError(type(self).__name__, "train_fraction", f"must be in (0, 1), got {self.train_fraction}")
+
+
+@dataclass
+class DemandOptions(LoaderOptions):
+    """DEMAND: one environment's recording of one channel."""
+
+    LAYOUT: ClassVar[str] = "<root>/<ENV>/ch01.wav (e.g. DKITCHEN/ch01.wav)"
+
+    environment: str = ""  # one of DEMAND_ENVIRONMENTS (any case); required
+    channel: str = "ch01"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of(self, "environment", DEMAND_ENVIRONMENTS)
+
+
+@dataclass
+class NtcdNoiseOptions(LoaderOptions):
+    """NTCD-TIMIT noise recordings of one type."""
+
+    LAYOUT: ClassVar[str] = "<root>/<Type>.wav or <root>/<Type>/*.wav with Type in " + ", ".join(NTCD_NOISE_TYPES)
+
+    noise_type: str = ""  # one of NTCD_NOISE_TYPES (any case); required
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of(self, "noise_type", NTCD_NOISE_TYPES)
+
+
+@dataclass
+class MusanOptions(LoaderOptions):
+    """MUSAN noise recordings (one subset or both)."""
+
+    LAYOUT: ClassVar[str] = "<root>/noise/free-sound/*.wav and <root>/noise/sound-bible/*.wav (root = the musan folder)"
+
+    subset: str = field(default="all", metadata={"choices": ("all",) + MUSAN_SUBSETS})
+
+
+@dataclass
+class FolderOptions(LoaderOptions):
+    """Any folder of noise files."""
+
+    recursive: bool = True
+    pattern: str = "*.wav"
+
+
+# ---------------------------------------------------------------------------------------------
 # registration
 
 
-def _factory(name: str, finder: Callable[..., list[Path]], finder_keys: tuple[str, ...], fixed: dict[str, Any], doc: str):
-    accepted = {"root", "train_fraction", "allow_downmix", *finder_keys} - set(fixed)
+class LoaderFactory(NoiseFactory):
+    """The factory of a dataset loader: ``finder(root, <its own options>, noise=name)`` lists the
+    files (:meth:`files`, also the load-time :meth:`check_data`), :class:`FileNoise` reads them."""
 
-    def make(corpus_root: Path | str | None = None, **options: Any) -> NoiseSource:
-        bad = sorted(set(options) - accepted)
-        if bad:
-            raise NoiseError(f"noise {name!r}: unknown option(s) {bad}; accepted: {sorted(accepted)}")
-        kw = dict(fixed, **options)
-        files = finder(kw.pop("root", None), **{k: kw.pop(k) for k in finder_keys if k in kw}, noise=name)
-        label = name
+    def __init__(self, name: str, finder: Callable[..., list[Path]], options_cls: type,
+                 fixed: Optional[Mapping[str, Any]] = None, doc: str = "") -> None:
+        super().__init__(name, options_cls, fixed, doc)
+        self.finder = finder
+        common = {f.name for f in dataclasses.fields(LoaderOptions)}
+        self.finder_keys = tuple(f.name for f in dataclasses.fields(options_cls) if f.name not in common)
+
+    def files(self, opts: LoaderOptions) -> list[Path]:
+        """The noise files ``opts`` names (a :class:`DataError` naming the path and the expected
+        layout when the root folder is missing or does not have the layout)."""
+        return self.finder(opts.root, **{k: getattr(opts, k) for k in self.finder_keys}, noise=self.name)
+
+    def check_data(self, opts: LoaderOptions) -> None:
+        self.files(opts)
+
+    def build(self, corpus_root: Optional[Path], opts: LoaderOptions) -> NoiseSource:
+        label = self.name
         for k in ("environment", "noise_type"):
-            if k in options:
-                label = f"{name}-{options[k]}"
-        return FileNoise(files=files, name=label, **kw)
-
-    make.__doc__ = doc
-    return make
+            if k in self.finder_keys and k not in self.fixed:
+                label = f"{self.name}-{getattr(opts, k)}"
+        return FileNoise(files=self.files(opts), name=label, train_fraction=opts.train_fraction,
+                         allow_downmix=opts.allow_downmix)
 
 
 def _register_all() -> None:
-    NOISES.register("demand", _factory("demand", demand_files, ("environment", "channel"), {},
+    NOISES.register("demand", LoaderFactory("demand", demand_files, DemandOptions, None,
                     "DEMAND recording on disk (noise_options: root, environment, channel=ch01)."))
     for env in DEMAND_ENVIRONMENTS:
-        NOISES.register(f"demand-{env}", _factory(f"demand-{env}", demand_files, ("environment", "channel"),
+        NOISES.register(f"demand-{env}", LoaderFactory(f"demand-{env}", demand_files, DemandOptions,
                         {"environment": env}, f"DEMAND {env} recording on disk (noise_options: root)."))
-    NOISES.register("ntcd-noise", _factory("ntcd-noise", ntcd_noise_files, ("noise_type",), {},
+    NOISES.register("ntcd-noise", LoaderFactory("ntcd-noise", ntcd_noise_files, NtcdNoiseOptions, None,
                     "NTCD-TIMIT noise recording on disk (noise_options: root, noise_type)."))
     for t in NTCD_NOISE_TYPES:
-        NOISES.register(f"ntcd-{t}", _factory(f"ntcd-{t}", ntcd_noise_files, ("noise_type",), {"noise_type": t},
-                        f"NTCD-TIMIT {t} noise recording on disk (noise_options: root)."))
-    NOISES.register("musan", _factory("musan", musan_files, ("subset",), {},
+        NOISES.register(f"ntcd-{t}", LoaderFactory(f"ntcd-{t}", ntcd_noise_files, NtcdNoiseOptions,
+                        {"noise_type": t}, f"NTCD-TIMIT {t} noise recording on disk (noise_options: root)."))
+    NOISES.register("musan", LoaderFactory("musan", musan_files, MusanOptions, None,
                     "MUSAN noise recordings on disk (noise_options: root, subset=all|free-sound|sound-bible)."))
-    NOISES.register("noise-folder", _factory("noise-folder", folder_files, ("recursive", "pattern"), {},
+    NOISES.register("noise-folder", LoaderFactory("noise-folder", folder_files, FolderOptions, None,
                     "Any folder of noise wav files on disk (noise_options: root, recursive, pattern)."))
 
 

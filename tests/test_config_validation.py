@@ -1,7 +1,8 @@
 """Configuration errors before any work: every registered name and every nested settings map of a
-spec is checked at load time (benchmark.spec.check_spec), the algorithm / model config dataclasses
-enforce their declared ranges on direct construction too, and ``validate`` prints the resolved
-spec (exit 0) or the error (exit 2)."""
+spec (noise options and noise dataset folders included) is checked at load time
+(benchmark.spec.check_spec), ``train --model/--fusion`` typos exit 2, the algorithm / model config
+dataclasses enforce their declared ranges on direct construction too, and ``validate`` prints the
+resolved spec (exit 0) or the error (exit 2)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,6 +36,9 @@ TYPOS = {
                f"models[{len(SMOKE_MODELS)}].params.fusion_params.windw", "window"),
     "model": (_models_with({"name": "av-vae", "fusion": "gated", "id": "gated/l8", "params": {"latent_dm": 8}}),
               f"models[{len(SMOKE_MODELS)}].params.latent_dm", "latent_dim"),
+    # the options of a noise, checked against what its factory declares (noise_sets.base)
+    "noise": ({"conditions": {"noises": ["white", "car"], "noise_options": {"car": {"n_harmonicz": 4}}}},
+              "conditions.noise_options.car.n_harmonicz", "n_harmonics"),
 }
 
 
@@ -61,6 +65,49 @@ def test_stages_stop_before_any_work(tmp_path, monkeypatch, capsys, command, typ
     assert main([command, "--preset", str(p), "--out", str(out)]) == 2
     assert not out.exists() and not data.exists()  # nothing was written
     assert key in capsys.readouterr().err
+
+
+# noise options that only the mixing stage (after training) used to check
+NOISE_ERRORS = {
+    "type": ({"noises": ["white", "car"], "noise_options": {"car": {"harmonic_level_db": "loud"}}},
+             "key 'conditions.noise_options.car.harmonic_level_db': expected a number, got str"),
+    "no-root": ({"noises": ["white", "demand-DKITCHEN"], "noise_options": {"demand-DKITCHEN": {"channel": "ch02"}}},
+                "key 'conditions.noise_options.demand-DKITCHEN.root': required"),
+    "missing-root": ({"noises": ["white", "musan"], "noise_options": {"musan": {"root": "/nonexistent/musan"}}},
+                     "key 'conditions.noise_options.musan.root': /nonexistent/musan: noise folder for 'musan' not "
+                     "found (expected layout: <root>/noise/free-sound/*.wav"),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "train", "mix"])
+@pytest.mark.parametrize("case", sorted(NOISE_ERRORS))
+def test_noise_option_errors_stop_before_any_work(tmp_path, monkeypatch, capsys, command, case):
+    from benchmark.cli import main
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("AVBENCH_DATA", str(data))
+    conditions, text = NOISE_ERRORS[case]
+    p = _preset(tmp_path, {"conditions": conditions})
+    out = tmp_path / "run"
+    assert main([command, "--preset", str(p), "--out", str(out)]) == 2
+    assert not out.exists() and not data.exists()
+    err = capsys.readouterr().err
+    assert str(p) in err and text in err
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--model", "av-vea", "--fusion", "gated"], "--model: unknown model 'av-vea' (did you mean 'av-vae'?)"),
+    (["--model", "av-vae", "--fusion", "gatd"], "--fusion: unknown fusion 'gatd' (did you mean 'gated'?)"),
+])
+def test_train_model_and_fusion_typos_exit_2(tmp_path, monkeypatch, capsys, argv, text):
+    from benchmark.cli import main
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("AVBENCH_DATA", str(data))
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--out", str(out), *argv]) == 2
+    assert not out.exists() and not data.exists()
+    assert text in capsys.readouterr().err
 
 
 def test_out_of_range_algorithm_values(tmp_path):

@@ -67,8 +67,59 @@ def test_demand_errors(demand, tmp_path):
         NOISES.get("demand-DKITCHEN")()
     with pytest.raises(NoiseError, match="environment"):
         NOISES.get("demand")(root=str(demand))
-    with pytest.raises(NoiseError, match=r"unknown option\(s\) \['colour'\]"):
+    with pytest.raises(NoiseError, match=r"unknown key 'conditions\.noise_options\.demand-DKITCHEN\.colour'"):
         NOISES.get("demand-DKITCHEN")(root=str(demand), colour="red")
+    # the name fixes the environment: it is not an option of demand-DKITCHEN
+    with pytest.raises(NoiseError, match=r"demand-DKITCHEN\.environment.*accepted: allow_downmix, channel, root"):
+        NOISES.get("demand-DKITCHEN")(root=str(demand), environment="NPARK")
+
+
+@pytest.mark.parametrize("name, options, text", [
+    ("demand", {"environment": "DKITCHN"}, r"demand\.environment': 'DKITCHN' is not one of .*did you mean 'DKITCHEN'"),
+    ("demand-NPARK", {"train_fraction": 1.0}, r"demand-NPARK\.train_fraction': must be in \(0, 1\)"),
+    ("demand-NPARK", {"train_fraction": "half"}, r"demand-NPARK\.train_fraction': expected a number, got str"),
+    ("noise-folder", {"recursive": "yes"}, r"noise-folder\.recursive': expected true/false"),
+    ("ntcd-noise", {"noise_type": "Cafeteria"}, r"ntcd-noise\.noise_type': 'Cafeteria' is not one of"),
+    ("musan", {"subset": "speech"}, r"musan\.subset': must be one of \['all', 'free-sound', 'sound-bible'\]"),
+    ("noise-folder", {"roots": "/x"}, r"unknown key 'conditions\.noise_options\.noise-folder\.roots'; did you mean 'root'"),
+])
+def test_loader_options_are_declared_and_checked_by_the_factory(demand, name, options, text):
+    """Each loader declares its options (a dataclass) and checks them before it looks at the disk;
+    the error is both a NoiseError and a ConfigError naming the full key."""
+    from benchmark.configtools import ConfigError
+    from noise_sets.base import NoiseFactory
+
+    factory = NOISES.get(name)
+    assert isinstance(factory, NoiseFactory) and "root" in factory.accepted()
+    with pytest.raises(NoiseError, match=text) as ei:
+        factory(root=str(demand), **options)
+    assert isinstance(ei.value, ConfigError)
+
+
+def test_loader_check_data_names_root_and_layout(demand, tmp_path):
+    """The load-time check lists the files (no audio read): a missing root or a wrong layout is a
+    ConfigError naming the key, the path and the expected layout."""
+    from benchmark.configtools import ConfigError
+
+    f = NOISES.get("demand-DKITCHEN")
+    assert f.check({"root": str(demand)}).root == str(demand)
+    with pytest.raises(ConfigError, match=r"preset\.yaml: key 'conditions\.noise_options\.demand-DKITCHEN\.root': "
+                       r".*nowhere: noise folder for 'demand-DKITCHEN' not found \(expected layout: <root>/<ENV>/ch01\.wav"):
+        f.check({"root": str(tmp_path / "nowhere")}, source="preset.yaml")
+    with pytest.raises(ConfigError, match=r"NTCD-TIMIT noise type not found"):
+        NOISES.get("ntcd-Car").check({"root": str(demand)})
+
+
+def test_noise_registry_rejects_a_plain_function(tmp_path, monkeypatch):
+    """NOISES is declared with base=NoiseFactory: a module registering a bare function is a
+    TypeError naming that module (and the registry is left as it was)."""
+    (tmp_path / "plain_noise_mod.py").write_text(
+        "from noise_sets import NOISES\nNOISES.register('plain-noise', lambda corpus_root=None, **o: None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match=r"noise 'plain-noise' registered in module 'plain_noise_mod' is 'function', "
+                       r"not a NoiseFactory"):
+        import plain_noise_mod  # noqa: F401
+    assert "plain-noise" not in NOISES.names()
 
 
 def test_ntcd_noise_file_or_folder_case_insensitive(tmp_path):

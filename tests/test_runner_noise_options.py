@@ -1,6 +1,7 @@
-"""conditions.noise_options is keyed by noise name: each noise gets only its own options (built-in
-noises reject unknown options; dataset loaders need root=), unknown names are a ConfigError
-naming the key, and changing one noise's options reruns only that noise's mixing jobs."""
+"""conditions.noise_options is keyed by noise name: each noise gets only its own options, checked
+at load time against what its factory declares (built-in noises: their source's fields; dataset
+loaders: an existing root= folder), unknown names are a ConfigError naming the key, and changing
+one noise's options reruns only that noise's mixing jobs."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,11 +24,29 @@ def _noise_folder(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def test_options_are_per_noise():
+def test_options_are_per_noise(tmp_path):
+    folder = _noise_folder(tmp_path / "noises")
     spec = load_spec("smoke", ["conditions.noises=[white, noise-folder]",
-                               "conditions.noise_options={noise-folder: {root: /data/noises, recursive: false}}"])
+                               f"conditions.noise_options={{noise-folder: {{root: {folder}, recursive: false}}}}"])
     assert spec.conditions.options_for("white") == {}
-    assert spec.conditions.options_for("noise-folder") == {"root": "/data/noises", "recursive": False}
+    assert spec.conditions.options_for("noise-folder") == {"root": str(folder), "recursive": False}
+
+
+@pytest.mark.parametrize("override, key, text", [
+    ("{white: {exponent: 1.0}}", "conditions.noise_options.white.exponent", "unknown key"),  # fixed by the name
+    ("{car: {n_harmonicz: 4}}", "conditions.noise_options.car.n_harmonicz", "did you mean 'n_harmonics'"),
+    ("{car: {n_harmonics: 0}}", "conditions.noise_options.car.n_harmonics", "out of range"),
+    ("{car: {rpm_range: [1000]}}", "conditions.noise_options.car.rpm_range", "expected 2 items"),
+    ("{noise-folder: {recursive: false}}", "conditions.noise_options.noise-folder.root", "required"),
+    ("{noise-folder: {root: /nonexistent/noises}}", "conditions.noise_options.noise-folder.root",
+     "/nonexistent/noises: noise folder for 'noise-folder' not found (expected layout: <root>/**/*.wav)"),
+])
+def test_noise_options_are_checked_at_load(override, key, text):
+    """Each noise's options against what its factory declares, when the preset is loaded."""
+    with pytest.raises(ConfigError) as ei:
+        load_spec("smoke", ["conditions.noises=[white, car, noise-folder]", f"conditions.noise_options={override}"])
+    msg = str(ei.value)
+    assert "smoke.yaml" in msg and f"'{key}'" in msg and text in msg
 
 
 @pytest.mark.parametrize("value, key", [

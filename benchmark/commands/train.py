@@ -54,13 +54,19 @@ def _select(spec, model: str | None, fusion: str | None):
 
 
 def _check_names(entries) -> None:
-    """Unknown model / fusion names fail before any work (KeyError listing the known names)."""
+    """Unknown model / fusion names fail before any work: a ConfigError (exit 2) naming the
+    option, with the registry's did-you-mean and known names."""
+    from benchmark.configtools import ConfigError
     from models.registry import FUSIONS, MODELS
 
     for e in entries:
-        MODELS.get(e.name)
-        if e.fusion:
-            FUSIONS.get(e.fusion)
+        for option, registry, name in (("--model", MODELS, e.name), ("--fusion", FUSIONS, e.fusion)):
+            if name is None:
+                continue
+            try:
+                registry.get(name)
+            except KeyError as exc:
+                raise ConfigError(f"{option}: {exc.args[0]}") from None
 
 
 def run(args: argparse.Namespace) -> int:
