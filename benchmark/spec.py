@@ -15,10 +15,11 @@ rules: ``enhance.algorithm_params.<algorithm>`` against the algorithm's ``config
 :class:`models.mixture.CompositeConfig`), ``models[i].params.fusion_params`` against the fusion's
 config class (``models.fusion.base.fusion_config_class`` where it exists, else ``FusionConfig``),
 ``models[i].training`` against :class:`TrainingSpec`, ``corpus.options`` against the keys the
-corpus builder declares. Each VAE entry is then built once on the CPU (a few milliseconds, the
-global torch RNG left as it was) so that what only the model's constructor checks fails here too.
-Not checked here: the option keys of ``conditions.noise_options`` (the noise factories check them
-when the mixtures are made).
+corpus builder declares, ``conditions.noise_options.<noise>`` against the options the noise's
+factory declares (:class:`noise_sets.base.NoiseFactory`; the dataset loaders also list their
+files here, so a missing root folder or a wrong layout fails before any training). Each VAE entry
+is then built once on the CPU (a few milliseconds, the global torch RNG left as it was) so that
+what only the model's constructor checks fails here too.
 
 Each stage owns its section; add a field to the section your stage reads (with a default, a
 type and, where it applies, a ``range``/``choices`` in the field metadata).
@@ -358,7 +359,8 @@ def _check_conditions(cs: ConditionsSpec, source: str) -> None:
     from noise_sets import NOISES
 
     for i, noise in enumerate(cs.noises):
-        _lookup(NOISES, noise, f"conditions.noises[{i}]", source)
+        factory = _lookup(NOISES, noise, f"conditions.noises[{i}]", source)
+        factory.check(cs.options_for(noise), source=source, prefix=f"conditions.noise_options.{noise}")
     for i, corr in enumerate(cs.corruptions):
         try:
             parse_corruption(corr)
