@@ -153,10 +153,10 @@ class TrainingSpec:
     audio_noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 10.0], metadata={"range": (-30.0, 50.0)})
     # auxiliary reliability loss on the fusions' per-frame visual weight, driven by the corruption
     # level of the visual augmentation (0 = off; set it per model: the label gets "+relsup"):
-    # "penalty" level * w_v, "rank" paired hinge (clean vs corrupted video of the same frame,
-    # reliability_margin * level), "bce"/"mse" the first, ill-posed version (models/training.py)
+    # "rank" paired hinge (clean vs corrupted video of the same frame, reliability_margin * level),
+    # "penalty" level * w_v, "bce"/"mse" the first, ill-posed version (models/training.py)
     reliability_loss_weight: float = field(default=0.0, metadata={"range": (0.0, None)})
-    reliability_loss: str = field(default="penalty", metadata={"choices": ("penalty", "rank", "bce", "mse")})
+    reliability_loss: str = field(default="rank", metadata={"choices": ("rank", "penalty", "bce", "mse")})
     reliability_margin: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
 
 

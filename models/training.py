@@ -18,9 +18,31 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
 * Reliability made learnable (all off by default): audio-side degradation of the *encoder's*
   input (frame / band masking, white noise; ``audio_mask_*``, ``audio_noise_*``;
   :func:`models.augment.degrade_audio`; the target stays the clean spectrogram), and an
-  auxiliary loss ``reliability_loss_weight * BCE (or MSE)`` between each fusion's per-frame
-  visual weight and ``1 - level``, the per-frame corruption level of the visual augmentation
-  (:func:`reliability_loss`).
+  auxiliary loss ``reliability_loss_weight * L`` on each fusion's per-frame visual weight ``w_v``
+  driven by ``level``, the per-frame corruption level of the visual augmentation
+  (:func:`reliability_loss`, ``reliability_loss``):
+
+  - ``rank`` (default): a paired ranking hinge ``max(0, margin * level - (w_v(clean) -
+    w_v(corrupted)))`` on the corrupted frames, ``w_v(clean)`` being the same fusion on the same
+    frame (same audio input, same latent sample) with the *clean* video (``reliability_margin``;
+    costs one more front-end pass on the clean lips and one more call of each fusion per batch).
+    It only asks the weight to be lower with the corrupted video than with the clean one; it has
+    no component that moves all frames together, so it cannot fight the reconstruction over the
+    overall visual share.
+  - ``penalty``: ``level * w_v`` per frame. Corrupted frames are pushed towards the audio in
+    proportion to how corrupted they are and clean frames get no term, but as long as the weight
+    cannot tell them apart the push lowers every frame's visual weight (measured: it halved it).
+  - ``bce`` / ``mse``: the first version, a BCE (squared error) between ``w_v`` and ``1 - level``.
+    Ill-posed and kept only to reproduce its measurement (``docs/fusion_weights.md``,
+    "Learning reliability"): its target on clean frames is ``w_v = 1``, i.e. *ignore the
+    audio*, which the reconstruction opposes; most of its gradient moves every frame's weight
+    together (towards the mean target), and on the smoke corpus the trained weights did not
+    separate occluded from clean frames at any loss weight.
+
+  All are zero on frames with level 0 except ``bce``/``mse``. Corruptions whose frames look
+  clean (``freeze``, ``low-fps``, ``offset``: real lip images from another time) carry a level
+  that a per-frame weight cannot see; they are in the default augmentation kinds and act as
+  label noise for fusions without temporal context (restrict ``augment_kinds`` to avoid it).
 * Whether the model uses the video at all: after training, the validation negative ELBO with
   zeroed video minus that with clean video (``video_gain_nats_per_frame`` in the checkpoint's
   metadata, same reparameterisation noise for both).
@@ -122,7 +144,9 @@ def input_stats(items: list[ClipItem]) -> tuple[torch.Tensor, torch.Tensor]:
 
 class _Batcher:
     """Builds padded batches ``(power, lips, mask, level)`` of sequence chunks, with per-epoch
-    (augmented) lips and their per-frame corruption level ``[B, T]`` at the STFT rate (0 = clean)."""
+    (augmented) lips and their per-frame corruption level ``[B, T]`` at the STFT rate (0 = clean);
+    with ``paired=True`` each batch also carries the *clean* lips of the same frames (fifth item),
+    for the paired ranking loss."""
 
     def __init__(self, items: list[ClipItem], seq_len: int, batch_size: int, audio_visual: bool,
                  augmenter: Optional[VisualAugmenter | VideoTransform], stft_cfg: STFTConfig) -> None:
@@ -136,17 +160,18 @@ class _Batcher:
     def __len__(self) -> int:
         return math.ceil(len(self.chunks) / self.batch_size)
 
-    def batches(self, epoch: int, generator: Optional[torch.Generator]):
+    def batches(self, epoch: int, generator: Optional[torch.Generator], paired: bool = False):
         order = torch.randperm(len(self.chunks), generator=generator).tolist() if generator is not None \
             else list(range(len(self.chunks)))
         lips_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        clean_cache: dict[int, np.ndarray] = {}
         for b in range(0, len(order), self.batch_size):
             sel = [self.chunks[k] for k in order[b:b + self.batch_size]]
             powers = [self.items[i].power[s:e] for i, s, e in sel]
-            lips = None
+            lips = clean = None
             level = torch.zeros(len(sel), max(e - s for _, s, e in sel))
             if self.audio_visual:
-                lips = []
+                lips, clean = [], []
                 for j, (i, s, e) in enumerate(sel):
                     if i not in lips_cache:
                         it = self.items[i]
@@ -157,8 +182,16 @@ class _Batcher:
                                          per_frame_to_stft_rate(lev, it.n_frames, it.fps, self.stft_cfg))
                     lips.append(torch.from_numpy(np.ascontiguousarray(lips_cache[i][0][s:e])).float().div_(255.0))
                     level[j, :e - s] = torch.from_numpy(np.asarray(lips_cache[i][1][s:e], np.float32))
+                    if paired:
+                        if i not in clean_cache:
+                            it = self.items[i]
+                            clean_cache[i] = lips_to_stft_rate(it.lips_video, it.n_frames, it.fps, self.stft_cfg)
+                        clean.append(torch.from_numpy(np.ascontiguousarray(clean_cache[i][s:e])).float().div_(255.0))
             power, lips_t, mask = pad_batch(powers, lips)
-            yield power, lips_t, mask, level
+            if paired:
+                yield power, lips_t, mask, level, (pad_batch(powers, clean)[1] if clean else None)
+            else:
+                yield power, lips_t, mask, level
 
 
 @contextlib.contextmanager
@@ -186,29 +219,94 @@ def fusion_weights_with_grad(model: SpeechModel) -> Iterator[dict[str, torch.Ten
             h.remove()
 
 
+#: the kinds of :func:`reliability_loss` (``training.reliability_loss``)
+RELIABILITY_LOSSES = ("penalty", "rank", "bce", "mse")
+
+
 def reliability_loss(weights: dict[str, torch.Tensor], level: torch.Tensor, mask: torch.Tensor,
-                     kind: str = "bce") -> torch.Tensor:
-    """Mean over the fusions of the per-real-frame BCE (or squared error) between the visual
-    weight ``w[..., 1]`` ``[B, T]`` and the target ``1 - level`` (``level`` ``[B, T]`` in [0, 1], the
-    visual corruption level; 1 = video gone). Our auxiliary loss, not a published one."""
+                     kind: str = "rank", *, clean_weights: Optional[dict[str, torch.Tensor]] = None,
+                     margin: float = 0.1) -> torch.Tensor:
+    """Auxiliary reliability loss on the fusions' visual weights (our loss, not a published one;
+    the module docstring gives the reasoning), averaged over the fusions (``weights``:
+    "encoder"/"decoder" -> ``[B, T, 2]``, column 1 = ``w_v``) and per real frame (``mask [B, T]``).
+    ``level [B, T]`` in [0, 1] is the visual corruption level (0 = clean, 1 = video gone).
+
+    * ``penalty``: ``level * w_v``.
+    * ``rank``: ``max(0, margin * level - (w_v(clean) - w_v))`` on frames with ``level > 0``;
+      ``clean_weights`` (same keys and shapes) are the same fusions with the clean video.
+    * ``bce`` / ``mse``: BCE / squared error between ``w_v`` and ``1 - level`` (ill-posed, kept to
+      reproduce the first measurement).
+
+    ``penalty`` and ``rank`` are exactly zero on clean frames (no gradient there)."""
     if not weights:
         raise ValueError("reliability_loss needs per-frame fusion weights (the model has none)")
-    target = (1.0 - level).clamp(0.0, 1.0)
-    m = mask.to(target.dtype)
+    if kind not in RELIABILITY_LOSSES:
+        raise ValueError(f"unknown reliability loss {kind!r} ({', '.join(RELIABILITY_LOSSES)})")
+    if kind == "rank" and (clean_weights is None or set(clean_weights) != set(weights)):
+        raise ValueError("the rank reliability loss needs the clean-video weights of the same fusions")
+    level = level.clamp(0.0, 1.0)
+    m = mask.to(level.dtype)
     n = m.sum().clamp_min(1.0)
     parts = []
-    for w in weights.values():
+    for key, w in weights.items():
         v = w[..., 1]
-        if kind == "bce":
+        if kind == "penalty":
+            per = level * v
+        elif kind == "rank":
+            gap = clean_weights[key][..., 1] - v
+            per = torch.where(level > 0, torch.relu(margin * level - gap), torch.zeros_like(v))
+        elif kind == "bce":
+            target = 1.0 - level
             # log(v + eps) rather than a clamp: a weight at exactly 0 (a closed piecewise-linear
             # gate) must still receive a gradient
             per = -(target * torch.log(v + 1e-6) + (1 - target) * torch.log(1 - v + 1e-6))
-        elif kind == "mse":
-            per = (v - target).pow(2)
         else:
-            raise ValueError(f"unknown reliability loss {kind!r} (bce, mse)")
+            per = (v - (1.0 - level)).pow(2)
         parts.append((per * m).sum() / n)
     return torch.stack(parts).mean()
+
+
+def _fusion_modules(model: SpeechModel) -> dict[str, torch.nn.Module]:
+    """The model's fusion modules keyed "encoder" / "decoder" (``fusion_enc`` / ``fusion_dec``; absent ones left out)."""
+    mods = {key: getattr(model, attr, None) for key, attr in (("encoder", "fusion_enc"), ("decoder", "fusion_dec"))}
+    return {key: m for key, m in mods.items() if isinstance(m, torch.nn.Module)}
+
+
+@contextlib.contextmanager
+def _fusion_inputs(model: SpeechModel) -> Iterator[dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+    """Inside the block, the ``(audio, visual, mask)`` inputs of the model's last
+    ``fusion_enc`` / ``fusion_dec`` calls (keyed "encoder"/"decoder"), with their graph, so that
+    the same fusion can be re-run on the same audio input with other visual features."""
+    captured: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def recorder(key: str):
+        def hook(_m, args):
+            if len(args) >= 3:
+                captured[key] = (args[0], args[1], args[2])
+        return hook
+
+    handles = [m.register_forward_pre_hook(recorder(key)) for key, m in _fusion_modules(model).items()]
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def clean_video_weights(model: SpeechModel, inputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                        clean_vfeat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The weights ``[B, T, 2]`` of the fusions whose calls ``inputs`` recorded (see
+    :func:`_fusion_inputs`), re-run on the same audio inputs and masks with the clean-video
+    features ``clean_vfeat [B, T, Dv]`` (repeated when a call had extra sample rows)."""
+    out = {}
+    modules = _fusion_modules(model)
+    for key, (audio, visual, mask) in inputs.items():
+        module = modules[key]
+        v = clean_vfeat
+        if visual.shape[0] != v.shape[0]:
+            v = v.repeat(visual.shape[0] // v.shape[0], *([1] * (v.dim() - 1)))
+        out[key] = module(audio, v, mask).weights
+    return out
 
 
 @dataclass
@@ -220,7 +318,13 @@ class EpochOptions:
     audio_fill: Optional[torch.Tensor] = None
     audio_gen: Optional[torch.Generator] = None
     reliability_weight: float = 0.0
-    reliability_kind: str = "bce"
+    reliability_kind: str = "rank"
+    reliability_margin: float = 0.1
+
+    @property
+    def paired(self) -> bool:
+        """Whether the batches must carry the clean lips too (the ``rank`` loss)."""
+        return self.reliability_weight > 0 and self.reliability_kind == "rank"
 
 
 def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.device, beta: float,
@@ -234,19 +338,24 @@ def _run_epoch(model: SpeechModel, batcher: _Batcher, epoch: int, device: torch.
         tot["reliability"] = 0.0
     n_frames = 0.0
     with torch.set_grad_enabled(train):
-        for power, lips, mask, level in batcher.batches(epoch, order_gen):
+        for batch in (batcher.batches(epoch, order_gen, paired=True) if opt.paired else batcher.batches(epoch, order_gen)):
+            power, lips, mask, level = batch[:4]
             power, mask, level = power.to(device), mask.to(device), level.to(device)
             lips = lips.to(device) if lips is not None else None
             enc_power = None
             if opt.audio is not None and opt.audio.active:
                 enc_power = degrade_audio(power, mask, opt.audio, opt.audio_gen, fill=opt.audio_fill).power
             vfeat = model.visual_features(lips, mask) if model.is_audio_visual else None
-            with fusion_weights_with_grad(model) as weights:
+            with fusion_weights_with_grad(model) as weights, _fusion_inputs(model) as inputs:
                 out = model.training_loss(power, vfeat, mask, beta=beta, generator=noise_gen, encoder_power=enc_power,
                                           level=level)  # level: only an oracle fusion reads it
             objective = out["loss"]  # the negative ELBO (reported), plus the auxiliary loss when on
             if opt.reliability_weight > 0:
-                out["reliability"] = reliability_loss(weights, level, mask, opt.reliability_kind)
+                clean_w = None
+                if opt.paired:  # the same fusion calls with the clean video of the same frames
+                    clean_w = clean_video_weights(model, inputs, model.visual_features(batch[4].to(device), mask))
+                out["reliability"] = reliability_loss(weights, level, mask, opt.reliability_kind,
+                                                      clean_weights=clean_w, margin=opt.reliability_margin)
                 objective = objective + opt.reliability_weight * out["reliability"]
             if train:
                 optimizer.zero_grad(set_to_none=True)
@@ -336,7 +445,7 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         noise_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, label, "noise", epoch))
         epoch_opts = EpochOptions(audio_cfg if audio_cfg.active else None, mean.exp().to(device),
                                   torch.Generator().manual_seed(derive_seed(tr.seed, label, "audio-mask", epoch)),
-                                  tr.reliability_loss_weight, tr.reliability_loss)
+                                  tr.reliability_loss_weight, tr.reliability_loss, tr.reliability_margin)
         trm = _run_epoch(model, train_b, epoch, device, beta, optimizer, order_gen, noise_gen, epoch_opts)
         val_gen = torch.Generator(device=device).manual_seed(derive_seed(tr.seed, "val-noise"))
         vam = _run_epoch(model, val_b, 0, device, 1.0, None, None, val_gen)
@@ -384,7 +493,8 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         "train_seconds": time.time() - t0, "params": cost.get("params"), "macs_per_frame": cost.get("macs"),
         "device": str(device), "train_key": training_key(entry, tr, corpus_root, init_from),
         "audio_masking": asdict(audio_cfg) if audio_cfg.active else None,
-        "reliability_supervision": ({"weight": tr.reliability_loss_weight, "loss": tr.reliability_loss}
+        "reliability_supervision": ({"weight": tr.reliability_loss_weight, "loss": tr.reliability_loss,
+                                     **({"margin": tr.reliability_margin} if tr.reliability_loss == "rank" else {})}
                                     if tr.reliability_loss_weight > 0 else None),
         **gain,
     }
