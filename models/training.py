@@ -37,7 +37,7 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
     "Learning reliability"): its target on clean frames is ``w_v = 1``, i.e. *ignore the
     audio*, which the reconstruction opposes; most of its gradient moves every frame's weight
     together (towards the mean target), and on the smoke corpus the trained weights did not
-    separate occluded from clean frames at any loss weight.
+    separate occluded from clean frames at loss weight 1 or 100.
 
   All are zero on frames with level 0 except ``bce``/``mse``. Corruptions whose frames look
   clean (``freeze``, ``low-fps``, ``offset``: real lip images from another time) carry a level
