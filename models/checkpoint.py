@@ -101,3 +101,61 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     if not f.exists():
         raise FileNotFoundError(f"{f}: checkpoint config not found")
     return json.loads(f.read_text())
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The ``checkpoint.pt`` of a checkpoint folder (or the file itself)."""
+    p = Path(path)
+    return p / CHECKPOINT_FILE if p.is_dir() else p
+
+
+def checksum(path: str | os.PathLike) -> str:
+    """SHA-256 of a checkpoint's ``checkpoint.pt`` (folder or file): its content identity, so
+    a changed checkpoint changes the job keys that use it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(checkpoint_file(path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _differences(want: Any, have: Any, key: str) -> list[tuple[str, Any, Any]]:
+    """(dotted key, wanted, found) for every key of ``want`` whose value ``have`` does not match
+    (nested mappings compared key by key; keys absent from ``want`` are not compared)."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k, v in want.items():
+            out += _differences(v, have.get(k), f"{key}.{k}")
+        return out
+    if isinstance(want, (list, tuple)) and isinstance(have, (list, tuple)):
+        return [] if list(want) == list(have) else [(key, want, have)]
+    return [] if want == have else [(key, want, have)]
+
+
+def check_checkpoint(path: str | os.PathLike, name: str, fusion: Optional[str] = None,
+                     params: Optional[dict[str, Any]] = None) -> tuple[dict[str, Any], list[tuple[str, Any, Any]]]:
+    """Check a checkpoint folder against a preset's model entry without loading its weights.
+
+    Reads ``config.json`` (:func:`read_meta`); a missing folder or file is a
+    :class:`FileNotFoundError` naming the path, a wrong format tag a :class:`ValueError`. Returns
+    the header and the mismatches as ``(key, entry value, checkpoint value)`` with ``key`` one of
+    ``name``, ``fusion`` (when the entry names one) or ``params.<dotted key>`` (only the keys the
+    entry sets are compared: the others are the checkpoint's)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint folder {p} does not exist")
+    if not checkpoint_file(p).exists():
+        raise FileNotFoundError(f"{checkpoint_file(p)}: no {CHECKPOINT_FILE} (not a checkpoint folder written by "
+                                "run_benchmark.py train / run)")
+    header = read_meta(p)
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{p}: format tag {header.get('format')!r}, expected {FORMAT!r} (not an avfusion-bench "
+                         "speech-model checkpoint)")
+    config = dict(header.get("config") or {})
+    bad = _differences(name, header.get("name"), "name")
+    if fusion is not None:
+        bad += _differences(fusion, config.get("fusion"), "fusion")
+    bad += _differences(dict(params or {}), config, "params")
+    return header, bad

@@ -15,11 +15,20 @@ the runner's cached stages up to the results table (corpus, training, mixing, en
 scoring jobs are the same as ``run``'s, so whatever is done is reused) and writes
 ``<out>/results.parquet``/``results.csv`` (no report).
 
+With ``--systems NAME=DIR [...]`` and ``--out runs/X`` it adds outside systems to a finished
+run: each is a ``name: external`` model entry (:mod:`benchmark.runner.stages.enhance`: its files
+matched by item id, ``<condition_id>/<utt_id>.wav`` under ``DIR`` or a ``wav.scp`` keyed by
+``<condition_id>/<utt_id>``), scored by the run's own scoring jobs, added to ``results.*``
+(``external`` = True, algorithm ``external``; an item without a file is a failed row ``missing
+output``) and to the report (``--no-report`` skips rewriting it). Every cached job of the run is
+reused.
+
 Examples::
 
     python run_benchmark.py score --ref data/clean --est runs/x/enhanced --mix data/noisy --out results.csv
     python run_benchmark.py score --ref clean/wav.scp --est enhanced/wav.scp --mix noisy/wav.scp --out scores.csv
     python run_benchmark.py score --preset smoke --out runs/smoke
+    python run_benchmark.py score --out runs/smoke --systems flowavse=outputs/flowavse
 """
 from __future__ import annotations
 
@@ -48,6 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default 1; run mode: runner.jobs)")
     add_spec_arguments(p, out=False)
     p.add_argument("--limit", type=int, default=None, metavar="N", help="run mode: use at most N test utterances")
+    p.add_argument("--systems", nargs="+", default=None, metavar="NAME=DIR",
+                   help="add outside systems to the finished run --out (each a folder <condition_id>/<utt_id>.wav "
+                   "or a wav.scp keyed by item id): scored, added to its results table and report, marked external")
+    p.add_argument("--no-report", action="store_true", help="with --systems: do not rewrite the run's report")
 
 
 def match_pairs(ref: Path, est: Path, mix: Path | None = None) -> tuple[list[dict], list[str]]:
@@ -96,9 +109,76 @@ def run_scores_of_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def parse_systems(items: list[str]) -> list[dict[str, str]]:
+    """``["NAME=DIR", ...]`` -> external model entries ``{name: external, id: NAME, outputs: DIR}``
+    (``DIR`` absolute, resolved against the current directory)."""
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise SystemExit(f"score: --systems {item!r}: expected NAME=DIR (a folder or wav.scp of enhanced files)")
+        out.append({"name": "external", "id": name.strip(), "outputs": str(Path(path.strip()).resolve())})
+    return out
+
+
+def add_systems_to_run(args: argparse.Namespace) -> int:
+    """``--systems`` mode: the finished run ``--out`` (its spec and corpus from ``run.json``) with
+    the outside systems added as ``name: external`` entries; the runner reuses every cached job,
+    brings in and scores the new files, rewrites ``results.parquet``/``results.csv`` and (unless
+    ``--no-report``) the report in ``reports/<run folder name>``."""
+    import json
+
+    from benchmark.configtools import ConfigError
+    from benchmark.runner.pipeline import Pipeline, RunOptions, run_stages
+    from benchmark.spec import spec_from_dict
+
+    if args.out is None or not (Path(args.out) / "run.json").exists():
+        log.error("score --systems: --out must name a finished run folder (with run.json), e.g. --out runs/smoke")
+        return 2
+    run_dir = Path(args.out)
+    info = json.loads((run_dir / "run.json").read_text())
+    last = (info.get("invocations") or [{}])[-1].get("options") or {}
+    data = dict(info["spec"])
+    added = parse_systems(args.systems)
+    names = {e["id"] for e in added}
+    data["models"] = [m for m in data.get("models", []) if (m.get("id") not in names or m.get("name") != "external")]
+    clash = names & {(m.get("id") or m.get("name")) for m in data["models"]}
+    if clash:
+        log.error("score --systems: %s already label(s) of the run's models; choose other names", sorted(clash))
+        return 2
+    data["models"] += added
+    try:
+        spec = spec_from_dict(data, source=f"{run_dir / 'run.json'} (with --systems)")
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    opts = RunOptions(jobs=args.jobs or spec.runner.jobs, report=False, preset=str(info.get("preset") or ""),
+                      corpus_root=last.get("corpus_root"))
+    summary, produced = run_stages(spec, run_dir, "results", opts)
+    print(summary.text())
+    res = produced.get("results")
+    if res is not None and len(res):
+        for name in sorted(names):
+            sub = res[res["model_id"] == name]
+            n_missing = int((sub["error"] == "missing output").sum())
+            print(f"  {name} (external): {int((sub['status'] == 'ok').sum())} scored, {len(sub) - int((sub['status'] == 'ok').sum())} "
+                  f"failed ({n_missing} missing output)")
+    print(f"results: {run_dir / 'results.parquet'} (and results.csv)")
+    if not args.no_report:
+        p = Pipeline(spec, run_dir, RunOptions(report=True, progress=False), executor=None)
+        path = p.report()
+        print(f"report: {path}" if path else "report: failed (see the log)")
+    return 0 if summary.ok else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark.metrics import DEFAULT_METRICS, score_many
 
+    if args.systems:
+        if args.ref is not None or args.est is not None:
+            log.error("score: --systems adds outside systems to a finished run (--out runs/X), not to --ref/--est")
+            return 2
+        return add_systems_to_run(args)
     if args.ref is None and args.est is None:
         return run_scores_of_run(args)
     if args.ref is None or args.est is None:

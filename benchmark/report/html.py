@@ -150,7 +150,7 @@ def paper_table_html(t: PaperTable, palette: Optional[dict] = None) -> str:
             info[(r.system, r.column)] = r
     for s in t.systems:
         sw = f'<span class="swatch" style="background:{palette[s]}"></span>' if palette and s in palette else ""
-        cells = [f"<td>{sw}{esc(s)}</td>"]
+        cells = [f"<td>{sw}{esc(t.row_label(s))}</td>"]
         for c in t.columns:
             m, h, b = t.cell(s, c)
             mk = t.markers.loc[s, c]

@@ -70,6 +70,11 @@ class PaperTable:
     decimals: int = 2
     n_seeds: int = 1               # most training seeds of a system in the table (baselines: 1)
     n_utterances: int = 0          # most utterances of a system in the table
+    external: list[str] = field(default_factory=list)  # outside systems (results' ``external``)
+
+    def row_label(self, s: str) -> str:
+        """The rendered name of system ``s``: outside systems are marked ``(external)``."""
+        return f"{s} {EXTERNAL_MARK}" if s in self.external else s
 
     def cell(self, s: str, c: str) -> tuple[str, str, bool]:
         """(mean text, CI half-width text, is best)."""
@@ -95,6 +100,9 @@ class PaperTable:
         for i, r in enumerate(self.references):
             parts.append(f"{MARKERS[i % len(MARKERS)]}: significantly better than {r} (paired Wilcoxon signed-rank, "
                          "Holm-corrected, p < 0.05)")
+        if self.external:
+            parts.append(f"{EXTERNAL_MARK}: an outside system (its enhanced files brought in and scored "
+                         "here; not trained or run by the suite).")
         parts.extend(self.notes)
         return " ".join(parts)
 
@@ -113,7 +121,7 @@ class PaperTable:
                 mk = self.markers.loc[s, c]
                 txt = f"**{m}**" if b else m
                 cells.append(f"{txt}{mk} ±{h}" if h != "–" else f"{txt}{mk}")
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {self.count_text(s)} |")
+            lines.append(f"| {self.row_label(s)} | " + " | ".join(cells) + f" | {self.count_text(s)} |")
         lines += ["", self.legend(), ""]
         return "\n".join(lines)
 
@@ -137,7 +145,7 @@ class PaperTable:
                 if h != "–":
                     txt += rf" {{\scriptsize$\pm${h}}}"
                 cells.append(txt.replace("–", "--"))
-            out.append(f"{esc(s)} & " + " & ".join(cells) + r" \\")
+            out.append(f"{esc(self.row_label(s))} & " + " & ".join(cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", ""]
         return "\n".join(out)
 
@@ -153,6 +161,21 @@ class PaperTable:
             p.write_text(text)
             paths.append(p)
         return paths
+
+
+#: the mark of an outside system's row in every rendered table
+EXTERNAL_MARK = "(external)"
+
+
+def external_systems(df: pd.DataFrame) -> list[str]:
+    """The systems of ``df`` (its ``system`` column) that are outside systems: the results'
+    ``external`` column, or ``model == "external"`` in tables written before it existed."""
+    if "system" not in df:
+        return []
+    flag = df["external"].fillna(False).astype(bool) if "external" in df else pd.Series(False, index=df.index)
+    if "model" in df:
+        flag = flag | (df["model"].astype(str) == "external")
+    return sorted(set(df.loc[flag, "system"]))
 
 
 def paper_table(
@@ -248,8 +271,11 @@ def paper_table(
     in_table = avg[avg["system"].isin(systems)]
     n_seeds = int(in_table["n_seeds"].max()) if not in_table.empty else 1
     n_utts = int(in_table["n_utterances"].max()) if not in_table.empty else 0
+    external = [s for s in external_systems(df) if s in systems]
+    if len(long) and "system" in long:
+        long["external"] = long["system"].isin(external)
     return PaperTable(metric, title, systems, columns, mean, half, markers, best, counts, long, refs,
-                      decimals=decimals_of(metric), n_seeds=max(1, n_seeds), n_utterances=n_utts)
+                      decimals=decimals_of(metric), n_seeds=max(1, n_seeds), n_utterances=n_utts, external=external)
 
 
 # ---- training seeds and precision ---------------------------------------------------------------
