@@ -3,6 +3,11 @@ visual embeddings ``[B, T, D]``; registered in :data:`models.registry.FRONTENDS`
 
 * ``linear``: the published "base" visual network of the AV-CVAE: flattened raw pixels ->
   Linear 512 -> ReLU -> Linear D -> ReLU (avse-vae ``vfeats``: 4489 -> 512 -> 128).
+* ``linear-std``: the ``linear`` network with two deliberate deviations from the published one,
+  for the reliability weights (``docs/fusion_weights.md`` "Learning reliability"): each frame's
+  pixels are standardised (centred, unit variance over the frame) before the first layer, and
+  the output layer is linear (no final ReLU), so no output unit can die and the gradient of a
+  loss on the fusion weights reaches every unit.
 * ``cnn2d``: a small per-frame 2-D CNN (3 strided conv layers, global average pooling, linear).
 * ``cnn3d``: a small spatio-temporal 3-D CNN (temporal kernel 3 in the first two layers, strided
   spatially), in the spirit of the 3-D conv front-end of lip-reading networks (much smaller).
@@ -67,6 +72,35 @@ class LinearFrontend(Frontend):
     def forward(self, lips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         self._check(lips)
         return masked(self.net(lips.flatten(-2)), mask)
+
+
+def standardise_frames(x: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Per-frame standardisation of flattened frames ``[..., P]``: centred, divided by
+    ``sqrt(var + eps)`` over the ``P`` pixels. A constant frame (black, padding) maps to zeros."""
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+@FRONTENDS.register("linear-std")
+class StandardisedLinearFrontend(Frontend):
+    """Per-frame standardised pixels -> Linear 512 -> ReLU -> Linear D (no final ReLU).
+
+    Deviates from the published base network (``linear``) in the input scaling and the output
+    activation only; same parameter count and cost.
+    """
+
+    name = "linear-std"
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.net = nn.Sequential(nn.Linear(c.lip_size * c.lip_size, c.hidden), nn.ReLU(),
+                                 nn.Linear(c.hidden, c.out_dim))
+
+    def forward(self, lips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._check(lips)
+        return masked(self.net(standardise_frames(lips.flatten(-2))), mask)
 
 
 def _conv_out(size: int, n: int) -> int:

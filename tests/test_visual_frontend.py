@@ -1,0 +1,106 @@
+"""Visual front-ends (``models/visual.py``): the ``linear-std`` option (per-frame standardised
+pixels, linear output) -- shapes, padding invariance, determinism, that it reaches the model, and
+that it keeps an occluding patch visible where the published ``linear`` one loses units."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.registry import FRONTENDS
+from models.vae import AVVAE
+from models.visual import FrontendConfig, StandardisedLinearFrontend, standardise_frames
+
+LIP = 16
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _frontend(name: str = "linear-std", seed: int = 0):
+    torch.manual_seed(seed)
+    return FRONTENDS.get(name)(FrontendConfig(lip_size=LIP, out_dim=8, hidden=32)).eval()
+
+
+def _lips(B=2, T=7, seed=0) -> torch.Tensor:
+    return torch.rand(B, T, LIP, LIP, generator=torch.Generator().manual_seed(seed))
+
+
+def test_registered_and_listed():
+    assert "linear-std" in FRONTENDS.names()
+    assert isinstance(_frontend(), StandardisedLinearFrontend)
+
+
+def test_standardise_frames_moments_and_constant_frames():
+    x = _lips().flatten(-2)
+    y = standardise_frames(x)
+    assert torch.allclose(y.mean(-1), torch.zeros(y.shape[:-1]), atol=1e-5)
+    assert torch.allclose(y.std(-1, unbiased=False), torch.ones(y.shape[:-1]), atol=1e-2)
+    # affine changes of a frame's intensity do not change the standardised frame
+    assert torch.allclose(standardise_frames(0.5 * x + 0.2), y, atol=1e-2)
+    black = torch.zeros(3, LIP * LIP)
+    assert torch.equal(standardise_frames(black), black)
+
+
+def test_shapes_and_output_is_not_rectified():
+    fe = _frontend()
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    v = fe(_lips(), mask)
+    assert v.shape == (2, 7, 8)
+    assert (v < 0).any()  # no final ReLU
+    with pytest.raises(ValueError, match="expects lips"):
+        fe(torch.rand(2, 7, LIP + 1, LIP + 1), mask)
+
+
+def test_padding_invariance_and_zero_output_on_padding():
+    fe = _frontend()
+    lips = _lips(B=1, T=5)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        short = fe(lips, mask)
+        padded_lips = torch.cat([lips, torch.rand(1, 3, LIP, LIP)], dim=1)
+        padded_mask = torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], dim=1)
+        long = fe(padded_lips, padded_mask)
+    assert torch.allclose(long[:, :5], short, atol=1e-6)
+    assert torch.equal(long[:, 5:], torch.zeros_like(long[:, 5:]))
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    lips, mask = _lips(), torch.ones(2, 7, dtype=torch.bool)
+    with torch.no_grad():
+        a, b, c = (_frontend(seed=s)(lips, mask) for s in (0, 0, 1))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_option_reaches_the_model_and_its_features():
+    torch.manual_seed(0)
+    m = AVVAE(fusion="gated", lip_size=LIP, frontend="linear-std", frontend_hidden=32, visual_dim=8).eval()
+    assert isinstance(m.frontend, StandardisedLinearFrontend)
+    lips, mask = _lips(), torch.ones(2, 7, dtype=torch.bool)
+    with torch.no_grad():
+        v = m.visual_features(lips, mask)
+        expected = m.frontend(lips, mask)
+    assert v.shape == (2, 7, 8)
+    assert torch.allclose(v, expected)
+
+
+def test_no_constant_unit_and_an_occluding_patch_moves_the_embedding_more_than_published():
+    """At initialisation: every output unit varies across frames (no dead unit), and a gray patch
+    moves the embedding by more than the published front-end's relative movement."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(1, 1, LIP, LIP, generator=g)
+    frames = (base + 0.1 * torch.randn(1, 64, LIP, LIP, generator=g)).clamp(0, 1)
+    occluded = frames.clone()
+    occluded[..., 4:12, 4:12] = 0.5
+    mask = torch.ones(1, 64, dtype=torch.bool)
+
+    def rel_move(name: str) -> tuple[float, float]:
+        fe = _frontend(name)
+        with torch.no_grad():
+            a, b = fe(frames, mask)[0], fe(occluded, mask)[0]
+        spread = (a - a.mean(0)).norm(dim=1).mean()
+        return float((b - a).norm(dim=1).mean() / spread), float((a.std(0) < 1e-6).float().mean())
+
+    move_std, dead_std = rel_move("linear-std")
+    move_lin, _ = rel_move("linear")
+    assert dead_std == 0.0
+    assert move_std > move_lin
