@@ -147,3 +147,17 @@ def test_score_systems_adds_rows_to_a_finished_run(trained_run, tmp_path, capsys
     key = ["item_id", "model_id", "algorithm"]
     old = after[after["model_id"] != "flow"].sort_values(key).reset_index(drop=True)
     pd.testing.assert_series_equal(old["si_sdr"], before.sort_values(key).reset_index(drop=True)["si_sdr"])
+
+
+def test_train_prints_each_checkpoint_and_its_preset_line(trained_run, capsys):
+    tmp, run_a = trained_run
+    capsys.readouterr()
+    assert main(["train", "--preset", str(tmp / "byo-a.yaml"), "--out", str(run_a), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("- {name: a-vae")]
+    assert len(lines) == 1 and str((run_a / "models" / "a-vae").resolve()) in lines[0]
+    entry = yaml.safe_load(lines[0])  # the printed line is a valid preset entry that loads
+    base = to_dict(load_spec(str(tmp / "byo-a.yaml")))
+    base["models"] = [entry]
+    spec = spec_from_dict(base)
+    assert spec.models[0].checkpoint == str((run_a / "models" / "a-vae").resolve())

@@ -9,7 +9,10 @@ model's validation reconstruction loss (Itakura-Saito divergence per TF bin, cle
 negative ELBO, and compares the AV models with the A-VAE; for each AV model it prints whether
 the model uses the video at all (``video gain``: validation negative ELBO with zeroed video minus
 clean video, nats per frame, from the checkpoint's ``video_gain_nats_per_frame``). The summary is
-also written to ``<out>/models/training_summary.csv``.
+also written to ``<out>/models/training_summary.csv``. Last, it prints each checkpoint folder and
+the preset line that names it (``{name: av-vae, fusion: gated, checkpoint: DIR}``: that entry then
+uses the checkpoint instead of training). Entries that already name a ``checkpoint`` are listed
+too (not trained); outside systems (``name: external``) are skipped.
 
 Examples::
 
@@ -69,6 +72,19 @@ def _check_names(entries) -> None:
                 raise ConfigError(f"{option}: {exc.args[0]}") from None
 
 
+def preset_line(entry: Any, checkpoint_dir: Path) -> str:
+    """The preset entry that names a trained checkpoint, e.g. ``{name: av-vae, fusion: gated,
+    checkpoint: /abs/runs/x/models/av-vae__gated}`` (``id`` kept when the entry has one; params
+    are not repeated: those the entry leaves out are the checkpoint's)."""
+    parts = [f"name: {entry.name}"]
+    if entry.fusion:
+        parts.append(f"fusion: {entry.fusion}")
+    if entry.id:
+        parts.append(f"id: {entry.id}")
+    parts.append(f"checkpoint: {Path(checkpoint_dir).resolve()}")
+    return "{" + ", ".join(parts) + "}"
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -80,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from models.training import load_training_data
 
     spec, out = load_stage_spec(args)
-    entries = _select(spec, args.model, args.fusion)
+    entries = [e for e in _select(spec, args.model, args.fusion) if not e.external]  # outside systems: no model
     _check_names(entries)
     avae_entry = next((e for e in spec.models if e.name == "a-vae"), ModelEntry(name="a-vae"))
     # what an entry starts from is declared by its model class (``init_from``, e.g. the A-VAE)
@@ -166,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
         print("mean visual weight on validation speech (clean video vs. corrupted; diagnostic):")
         print("\n".join(probe_lines))
     print(f"summary written to {summary}")
+    print("checkpoints (a preset entry naming one uses it instead of training; the line to paste into models:):")
+    for e in entries:
+        print(f"  {e.label}: {done[e.label].parent}")
+        print(f"    - {preset_line(e, done[e.label].parent)}")
     if failed:
         print(f"FAILED: {', '.join(failed)} (see {out / 'jobs' / 'train'}; rerun with `run --retry-failed`)")
     return 1 if failed else 0
