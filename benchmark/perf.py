@@ -26,6 +26,12 @@ Three further modes (any combination; the comparison above runs when none is ask
   the summed operator time ("launch/Python overhead"); :func:`profile_em`.
 * ``--agreement``: CUDA-vs-CPU agreement of the estimates on the same inputs
   (:func:`device_agreement`; the tolerance is documented there).
+* ``--flag-effects``: each EM speed option (:data:`FLAG_VARIANTS`: TF32 matrix products, a bf16
+  decoder, ``torch.compile`` of the step functions) against the exact default, side by side:
+  wall time, RTF and the paired SI-SDR difference with its 95 % CI (:func:`flag_effects`).
+
+``--compile``, ``--matmul-precision`` and ``--decoder-dtype`` set those EM options
+(:class:`models.enhancement.em.EMConfig`) for every mode; all default to the exact eager path.
 
 A device that is named but absent (``--devices cuda`` without CUDA) is skipped with a line
 saying so.
@@ -621,6 +627,80 @@ def format_agreement(rows: list[AgreementRow], devices: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# The effect of the EM speed options
+
+#: the non-default values of the EM speed options, each compared alone with the exact default
+FLAG_VARIANTS: dict[str, dict[str, str]] = {
+    "matmul_precision=high": {"matmul_precision": "high"},
+    "decoder_dtype=bfloat16": {"decoder_dtype": "bfloat16"},
+    "compile=default": {"compile": "default"},
+}
+
+
+@dataclass
+class FlagRow:
+    """One option against the exact default: same inputs, seed and batch."""
+
+    algorithm: str
+    device: str
+    flag: str
+    wall_s: float
+    rtf: float
+    si_sdr: float
+    diff_db: float  # mean paired SI-SDR difference (flag - exact)
+    ci_db: float  # its 95 % CI half-width
+    max_abs: float  # largest |flag - exact| sample difference of the estimates
+    n_failed: int = 0
+
+
+def flag_effects(model: Any, inputs: list, algorithms: Sequence[str], devices: Sequence[str], *,
+                 params: Optional[dict[str, dict]] = None, seed: int = 0, frame_budget: int = 20000,
+                 variants: Optional[dict[str, dict[str, str]]] = None) -> list[FlagRow]:
+    """For every device and algorithm: one batched run with the exact options (``params`` without
+    the speed options) and one per variant of :data:`FLAG_VARIANTS`, each warmed up first on the
+    same batch (so a compiled variant's compilation is not timed); the paired SI-SDR difference to the exact run
+    with its 95 % CI (:func:`paired_diff`) and the largest sample difference of the first
+    utterance's estimates (one more run of that utterance alone per variant)."""
+    from models.enhancement.api import enhance
+
+    variants = FLAG_VARIANTS if variants is None else variants
+    speed_keys = {k for v in FLAG_VARIANTS.values() for k in v}
+    rows: list[FlagRow] = []
+    for dev in devices:
+        for alg in algorithms:
+            base = {k: v for k, v in (params or {}).get(alg, {}).items() if k not in speed_keys}
+            runs = {"exact": base} | {name: dict(base, **v) for name, v in variants.items()}
+            outs: dict[str, tuple] = {}
+            for name, p in runs.items():
+                # warm-up on the same batch (2 iterations, the final estimate included): a compiled
+                # variant compiles here for these shapes, not in the timed run
+                _timed_enhance(model, alg, inputs, dev, dict(p, n_iter=2), frame_budget, seed)
+                wall, _, per, dur = _timed_enhance(model, alg, inputs, dev, p, frame_budget, seed)
+                est = enhance(model, alg, inputs[:1], params=p, device=dev, seed=seed, progress=False)[0].estimate
+                outs[name] = (wall, dur, per, est)
+            _, _, ref_per, ref_est = outs["exact"]
+            for name, (wall, dur, per, est) in outs.items():
+                mean, half, _ = paired_diff(per, ref_per)
+                sdr, n_failed = _mean_sdr(per)
+                mx = float(np.max(np.abs(est - ref_est))) if est is not None and ref_est is not None else float("nan")
+                rows.append(FlagRow(alg, dev, name, wall, wall / dur, sdr, mean, half, mx, n_failed))
+                log.info("%s %s %s: %.2f s, SI-SDR %.2f dB", alg, dev, name, wall, sdr)
+    return rows
+
+
+def format_flag_effects(rows: list[FlagRow]) -> str:
+    lines = ["EM speed options vs the exact default (one batch, same inputs and seed)",
+             f"{'algorithm':<10}{'device':<8}{'option':<25}{'wall s':>9}{'RTF':>9}{'SI-SDR':>9}{'diff dB':>9}{'95% CI':>9}{'max|diff|':>11}"]
+    for r in rows:
+        diff = "" if r.flag == "exact" else f"{r.diff_db:+9.3f}{'+-%.3f' % r.ci_db:>9}{r.max_abs:11.2e}"
+        lines.append(f"{r.algorithm:<10}{r.device:<8}{r.flag:<25}{r.wall_s:9.2f}{r.rtf:9.4f}{r.si_sdr:9.2f}{diff}")
+    lines.append("diff dB: mean paired SI-SDR difference (option - exact) over the utterances with its 95% CI; "
+                 "max|diff|: largest sample difference of the first utterance's estimate (the sampler's chains "
+                 "may take other paths once one MH decision flips)")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: random-init a-vae)")
     p.add_argument("--model", default="a-vae", help="registered model for the random init (default a-vae)")
@@ -642,6 +722,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", action="store_true", help="time per EM iteration by kind of operator (torch.profiler)")
     g.add_argument("--profile-iters", type=int, default=5, help="EM iterations of the profiled runs (>= 2; default 5)")
     g.add_argument("--profile-batch", type=int, default=1, help="utterances in the profiled batch (default 1)")
+    g.add_argument("--flag-effects", action="store_true", help="each EM speed option vs the exact default: time and paired SI-SDR")
+    o = p.add_argument_group("EM speed options (models.enhancement.em.EMConfig; default: the exact eager path)")
+    o.add_argument("--compile", default=None, choices=("off", "default", "reduce-overhead"), help="torch.compile of the EM step functions")
+    o.add_argument("--matmul-precision", default=None, choices=("highest", "high"), help="high: TF32 matrix products on CUDA")
+    o.add_argument("--decoder-dtype", default=None, choices=("float32", "bfloat16"), help="bfloat16: the decoder under bf16 autocast")
     g.add_argument("--agreement", action="store_true", help="CUDA vs CPU agreement of the estimates (exit 1 if outside tolerance)")
 
 
@@ -663,14 +748,17 @@ def main_args(args: argparse.Namespace) -> int:
         inputs = corpus_inputs(args.corpus, args.n_utts, args.duration, seed=args.seed, lips=av)
     else:
         inputs = make_inputs(args.n_utts, args.duration, seed=args.seed, lips=av)
-    params = {a: {"n_iter": args.n_iter} for a in args.algorithms} if args.n_iter else {}
+    opts = {k: v for k, v in (("n_iter", args.n_iter), ("compile", args.compile), ("matmul_precision", args.matmul_precision),
+                              ("decoder_dtype", args.decoder_dtype)) if v}
+    params = {a: dict(opts) for a in args.algorithms} if opts else {}
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     if any(d.startswith("cuda") for d in devices):
         machine += f", {torch.cuda.get_device_name(0)}"
-    compare = args.compare or not (args.batch_sizes or args.profile or args.agreement)
+    compare = args.compare or not (args.batch_sizes or args.profile or args.agreement or args.flag_effects)
     if not compare:  # the comparison's table names the machine itself
         print(f"machine: {machine}")
     print(f"model: {args.checkpoint or 'random-init ' + args.model}; EM iterations: {args.n_iter or 'published defaults'}; "
+          f"EM options: {', '.join(f'{k}={v}' for k, v in opts.items() if k != 'n_iter') or 'exact (defaults)'}; "
           f"utterances: {'corpus ' + args.corpus + ' (test split)' if args.corpus else 'synthetic harmonic toys'} in white noise at 0 dB")
     rc = 0
     if compare:
@@ -689,6 +777,8 @@ def main_args(args: argparse.Namespace) -> int:
                 except ValueError as exc:
                     print(f"profile {alg} on {dev}: skipped ({exc})")
         print(format_profile(results, args.duration))
+    if args.flag_effects:
+        print(format_flag_effects(flag_effects(model, inputs, args.algorithms, devices, params=params, seed=args.seed)))
     if args.agreement:
         pair = devices if len(devices) >= 2 else None
         if pair is None:

@@ -46,11 +46,12 @@ def grad_logvar_terms(P: torch.Tensor, WH: torch.Tensor, g: torch.Tensor, maskf:
                       d: Optional[torch.Tensor], Vs: Optional[torch.Tensor]) -> torch.Tensor:
     """``g e^d / Vx * (1 - P / Vx)`` on real frames (``Vs = e^d`` when given, else from ``d``; ``g
     [B, T, 1]``, ``maskf [B, T]``): the elementwise part of :meth:`EMContext.nll_grad_logvar`, with
-    one temporary and in-place passes."""
+    two temporaries and in-place passes."""
     gVs = torch.exp(d).mul_(g) if Vs is None else torch.mul(Vs, g)
     inv = torch.add(gVs, WH).clamp_min_(EPS).reciprocal_()
-    one_minus = torch.mul(P, inv).neg_().add_(1.0)
-    return gVs.mul_(inv).mul_(one_minus).mul_(maskf.unsqueeze(-1))
+    gVs.mul_(inv)
+    one_minus = inv.mul_(P).neg_().add_(1.0)  # in inv's buffer: no third temporary
+    return gVs.mul_(one_minus).mul_(maskf.unsqueeze(-1))
 
 
 @dataclass(frozen=True)

@@ -159,10 +159,10 @@ def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torc
         a += inv
         if need_g:
             gn.addcmul_(Vs[r], inv)
-    a = _masked(P * a, m)
+    a = _masked(a.mul_(P), m)
     c = _masked(c, m)
     if need_g:
-        gn = _masked(P * gn, m)
+        gn = _masked(gn.mul_(P), m)
         gd = _masked(gd, m)
     return a, c, gn, gd
 
@@ -224,7 +224,7 @@ def wiener_gain(Vs: torch.Tensor, g: torch.Tensor, WH: torch.Tensor, weights: Op
     samples (``g [B, T]``, ``WH [B, T, F]``), uniformly or with per-frame ``weights [R, B, T]``
     (the switching EM: responsibility / samples of the component)."""
     gVs = g.unsqueeze(-1) * Vs
-    ratio = gVs / (gVs + WH).clamp_min(EPS)
+    ratio = gVs.div_(torch.add(gVs, WH).clamp_min_(EPS))  # in place: two [R, B, T, F] temporaries, not four
     if weights is None:
         return ratio.mean(0)
     return (weights.unsqueeze(-1) * ratio).sum(0)
