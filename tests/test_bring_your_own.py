@@ -99,6 +99,13 @@ def test_checkpoint_entry_is_not_trained_and_enhances_the_same(trained_run, tiny
     assert "(external)" not in " ".join(line for line in table.to_markdown().splitlines() if line.startswith("| a-vae"))
     assert "external" in table.to_latex()
     assert "1 failed)" in ext_rows[0]  # the missing item is counted, not dropped
+    # tested like the suite's systems: paired against the reference (the A-VAE), whatever its algorithm
+    from benchmark.report.stats import paired_tests
+
+    tests = paired_tests(add_system_column(b), "delta_si_sdr", n_boot=0)
+    ext_tests = tests[tests["system"].str.startswith("outside")]
+    assert len(ext_tests) == 1 and ext_tests["reference"].iloc[0].startswith("a-vae")
+    assert int(ext_tests["n_pairs"].iloc[0]) == 3
     # a changed checkpoint changes the enhancement key (its content checksum is keyed)
     from benchmark.runner.stages.train import checkpoint_rows
 

@@ -382,7 +382,8 @@ def paired_tests(
     Pairs are rows with equal ``pair_on`` values (those columns that exist: by default the
     utterance, the condition and the training seed, so a model is compared with the reference
     trained with the same seed); systems are compared only with references that
-    share their ``within`` values (the same enhancement algorithm) and only when they have a
+    share their ``within`` values (the same enhancement algorithm; an outside system, model
+    ``external``, with every reference) and only when they have a
     model (rows with an empty ``model_id`` are baselines, not compared). ``by`` splits the test
     (e.g. one test per SNR). The Holm correction runs over all tests of the returned table
     (one family per metric). The CI of the mean difference is the hierarchical bootstrap of the
@@ -401,6 +402,8 @@ def paired_tests(
     has_model = df["model_id"].fillna("").astype(str).str.strip() != "" if "model_id" in df else pd.Series(True, index=df.index)
     systems = list(pd.unique(df.loc[has_model, system_col]))
     sys_within = df.drop_duplicates(system_col).set_index(system_col)[within].astype(str) if within else None
+    # outside systems (model "external": no algorithm of the suite) are compared with every reference
+    external = set(df.loc[df["model"].astype(str) == "external", system_col]) if "model" in df else set()
     by = list(by)
     keys = list(dict.fromkeys(pair_on + by))
     vals = pd.to_numeric(df[metric], errors="coerce")
@@ -419,7 +422,7 @@ def paired_tests(
         for s in systems:
             if s == ref or s not in wide or ref not in wide:
                 continue
-            if within and not (sys_within.loc[s] == sys_within.loc[ref]).all():
+            if within and s not in external and not (sys_within.loc[s] == sys_within.loc[ref]).all():
                 continue
             A, B = wide[s].to_numpy(np.float64), wide[ref].to_numpy(np.float64)
             for key, ix in groups.items():
