@@ -94,6 +94,9 @@ class ConditionsSpec:
         return dict(self.noise_options.get(noise) or {})
 
 
+#: the model name of an outside system's entry (``{name: external, id: ..., outputs: DIR}``)
+EXTERNAL_MODEL = "external"
+
 #: label suffix of models trained with the auxiliary reliability (corruption-supervision) loss
 RELSUP_SUFFIX = "+relsup"
 
@@ -107,6 +110,19 @@ class ModelEntry:
     id: Optional[str] = None  # label in tables; default "<name>" or "<name>/<fusion>"
     params: dict[str, Any] = field(default_factory=dict)  # model config overrides
     training: dict[str, Any] = field(default_factory=dict)  # training config overrides
+    # a trained checkpoint folder to use instead of training (relative: to the current directory);
+    # checked against name/fusion/params when the spec is loaded
+    checkpoint: Optional[str] = None
+    # ``name: external`` only: a folder (``<condition_id>/<utt_id>.wav``) or wav.scp (keyed by item
+    # id) of another system's enhanced files (relative: to the current directory), and the label of
+    # its algorithm column (default "external")
+    outputs: Optional[str] = None
+    algorithm: Optional[str] = None
+
+    @property
+    def external(self) -> bool:
+        """An outside system whose enhanced files are given (``name: external``)."""
+        return self.name == EXTERNAL_MODEL
 
     @property
     def label(self) -> str:
@@ -138,6 +154,15 @@ class TrainingSpec:
     init_from_avae: bool = True
     max_minutes: Optional[float] = field(default=None, metadata={"range": (0.0, None)})
     seed: int = 0
+    # training seeds as a grid axis: every trained model is trained once per seed (None: the one
+    # run of ``seed``; benchmark.runner.stages.train), result rows carry ``train_seed``
+    seeds: Optional[list[int]] = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds of a run: ``seeds`` (duplicates dropped, order kept), else ``[seed]``."""
+        return list(dict.fromkeys(int(s) for s in self.seeds)) if self.seeds else [int(self.seed)]
+
     device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto")})
     # audio-side degradation of the encoder input (models.augment.AudioMaskConfig; off by
     # default): per sequence, probability of frame masking (runs of up to audio_mask_max_frames
@@ -374,6 +399,9 @@ def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) 
     from models.registry import FRONTENDS, FUSIONS, MODELS
 
     key = f"models[{i}]"
+    brought = _check_brought(entry, key, source)
+    if brought is not None:
+        return brought
     cls = _lookup(MODELS, entry.name, f"{key}.name", source)
     if entry.fusion is not None:
         _lookup(FUSIONS, entry.fusion, f"{key}.fusion", source)
@@ -415,6 +443,34 @@ def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) 
                 raise ConfigError(f"{source}: key '{fkey}.{width}': set by the model (params.{owner}); remove it")
         from_dict(fusion_config_class(fusion), dict(cfg.fusion_params), source=source, prefix=fkey)
     return _try_build(entry, key, source)
+
+
+def _check_brought(entry: ModelEntry, key: str, source: str) -> Optional[dict[str, Any]]:
+    """An outside system (``name: external``: its ``outputs`` must exist) or a trained
+    ``checkpoint`` (format tag, name, fusion and the entry's params checked against the
+    checkpoint's ``config.json``: a mismatch names both values); None for any other entry."""
+    if entry.external:
+        if entry.outputs is None or entry.checkpoint is not None or entry.fusion is not None or entry.params:
+            raise ConfigError(f"{source}: key '{key}': an external system takes 'outputs' (a folder or wav.scp of its "
+                              "enhanced files), optionally 'id' and 'algorithm', nothing else")
+        if not Path(entry.outputs).exists():
+            raise ConfigError(f"{source}: key '{key}.outputs': {entry.outputs} does not exist "
+                              f"(resolved against the current directory: {Path(entry.outputs).resolve()})")
+        return {"outputs": str(Path(entry.outputs).resolve()), "algorithm": entry.algorithm or EXTERNAL_MODEL}
+    if entry.outputs is not None or entry.algorithm is not None:
+        raise ConfigError(f"{source}: key '{key}': 'outputs'/'algorithm' are for external systems (name: external)")
+    if entry.checkpoint is None:
+        return None
+    from models.checkpoint import check_checkpoint
+
+    try:
+        header, bad = check_checkpoint(entry.checkpoint, entry.name, entry.fusion, entry.params)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{source}: key '{key}.checkpoint': {exc}") from None
+    if bad:
+        raise ConfigError(f"{source}: key '{key}.checkpoint': the checkpoint does not match the entry: " + "; ".join(
+            f"{key}.{k} is {w!r} but checkpoint {entry.checkpoint} has {k} {h!r}" for k, w, h in bad))
+    return dict(header.get("config") or {})
 
 
 def _try_build(entry: ModelEntry, key: str, source: str) -> Any:

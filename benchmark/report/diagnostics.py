@@ -15,7 +15,7 @@ Numbers per system:
 * ``auc``: ROC AUC (sklearn, :func:`roc_auc`: the one AUC of the suite, also behind the per-row
   ``visual_weight_auc`` of the results table) of the visual weight separating clean (positive)
   from corrupted frames, per utterance item with both kinds of frames, averaged (with a
-  bootstrap CI over utterances); 1 = the weight is always higher on clean frames, 0.5 = blind
+  hierarchical bootstrap CI: training seeds, then utterances); 1 = the weight is always higher on clean frames, 0.5 = blind
   to corruption (a constant weight reads exactly 0.5: all ties). ``auc_pooled`` pools all
   frames of all such items.
 * ``weights``: which trace gave the weights (``decoder``, ``encoder``, ...) or ``no weights``
@@ -26,7 +26,12 @@ Numbers per system:
 * ``corr_snr``: Spearman correlation of an item's mean visual weight with its SNR (items with
   clean video only), and its p-value. Negative = more trust in the lips as the audio gets worse.
 * ``si_sdr_drop``: mean SI-SDR improvement with clean video minus that with fully corrupted
-  video (the highest severity of each corruption kind, paired on utterance, noise and SNR).
+  video (the highest severity of each corruption kind, paired on utterance, noise, SNR and
+  training seed).
+
+With several training seeds (a ``train_seed`` column) each seed's rows are items of their own
+(their traces are that seed's files) and every CI resamples the seeds, then the utterances
+(:func:`benchmark.report.stats.bootstrap_ci`, the report's one hierarchical bootstrap).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from tqdm import tqdm
 
 from benchmark.report.runfolder import resolve
 from benchmark.report.stats import bootstrap_ci
+from benchmark.schema import TRAIN_SEED_COLUMN
 from benchmark.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -120,18 +126,28 @@ def load_traces(path: Optional[str | "np.os.PathLike"]) -> dict:
         return {}
 
 
+#: the columns that identify one item of one system (a training seed's run of it is its own item)
+_ITEM_KEYS = ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity",
+              TRAIN_SEED_COLUMN)
+
+
+def _seeds(df: pd.DataFrame) -> Optional[list]:
+    """The training seed of each row (for the hierarchical bootstrap), or None without the column."""
+    return pd.to_numeric(df[TRAIN_SEED_COLUMN], errors="coerce").tolist() if TRAIN_SEED_COLUMN in df else None
+
+
 def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progress: bool = False) -> pd.DataFrame:
     """One row per STFT frame of every result row whose traces have visual weights.
 
     Columns: system, item_id, utt_id, condition_id, noise, snr_db, corruption, severity,
-    frame, time_s, visual_weight, corruption_level, corrupted, weight_source (the traces key
+    train_seed (when the results have it: each seed's row reads its own traces), frame, time_s, visual_weight, corruption_level, corrupted, weight_source (the traces key
     without ``weights_``).
     """
     parts = []
     if "traces_path" not in results:
         return pd.DataFrame()
     rows = results[results["traces_path"].notna()]
-    keep = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in rows]
+    keep = [c for c in _ITEM_KEYS if c in rows]
     it = rows.itertuples(index=False)
     for r in tqdm(it, total=len(rows), desc="weight traces", disable=not progress, leave=False):
         rd = r._asdict()
@@ -159,10 +175,11 @@ def frame_table(results: pd.DataFrame, run_dir, *, side: str = "decoder", progre
 
 
 def item_weights(frames: pd.DataFrame) -> pd.DataFrame:
-    """Per (system, item): mean visual weight overall / on clean / on corrupted frames and AUC."""
+    """Per (system, item[, training seed]): mean visual weight overall / on clean / on corrupted
+    frames and AUC."""
     if frames.empty:
         return pd.DataFrame()
-    keys = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in frames]
+    keys = [c for c in _ITEM_KEYS if c in frames]
     rows = []
     for key, g in frames.groupby(keys, dropna=False, sort=True):
         c = g["corrupted"].to_numpy()
@@ -192,7 +209,7 @@ def _item_weights_from_results(results: pd.DataFrame) -> pd.DataFrame:
     if "visual_weight_mean" not in have:
         return pd.DataFrame()
     sub = results[pd.to_numeric(results["visual_weight_mean"], errors="coerce").notna()]
-    keys = [c for c in ("system", "item_id", "utt_id", "condition_id", "noise", "snr_db", "corruption", "severity") if c in sub]
+    keys = [c for c in _ITEM_KEYS if c in sub]
     out = sub[keys + have].copy()
     for c in cols:
         if c not in out:
@@ -205,8 +222,8 @@ def metric_drop(results: pd.DataFrame, metric: str = "delta_si_sdr", *, n_boot: 
     """Per system: mean ``metric`` with clean video minus with fully corrupted video.
 
     "Fully corrupted" = the highest severity of each corruption kind present; each corrupted
-    row is paired with the clean-video row of the same system, utterance, noise and SNR; the
-    drop is averaged over kinds. Columns: system, drop, drop_ci_low, drop_ci_high, n_pairs,
+    row is paired with the clean-video row of the same system, utterance, noise, SNR and training
+    seed; the drop is averaged over kinds; its CI resamples seeds, then utterances. Columns: system, drop, drop_ci_low, drop_ci_high, n_pairs,
     clean, corrupted. Empty without clean and corrupted conditions.
     """
     need = {"system", "corruption", "severity", "utt_id", metric}
@@ -214,13 +231,15 @@ def metric_drop(results: pd.DataFrame, metric: str = "delta_si_sdr", *, n_boot: 
         return pd.DataFrame()
     df = results.copy()
     df["_v"] = pd.to_numeric(df[metric], errors="coerce")
+    if TRAIN_SEED_COLUMN in df:  # numeric; NaN (a system not trained in the run) pairs with NaN
+        df[TRAIN_SEED_COLUMN] = pd.to_numeric(df[TRAIN_SEED_COLUMN], errors="coerce")
     clean = df[df["corruption"].astype(str) == "none"]
     corr = df[(df["corruption"].astype(str) != "none") & df["corruption"].notna()]
     if clean.empty or corr.empty:
         return pd.DataFrame()
     sev = pd.to_numeric(corr["severity"], errors="coerce")
     top = corr[sev == sev.groupby(corr["corruption"]).transform("max")]
-    on = [c for c in ("system", "utt_id", "noise", "snr_db") if c in df]
+    on = [c for c in ("system", "utt_id", "noise", "snr_db", TRAIN_SEED_COLUMN) if c in df]
     pairs = top[on + ["corruption", "_v"]].merge(clean[on + ["_v"]].drop_duplicates(on), on=on, suffixes=("_c", "_0"))
     pairs["d"] = pairs["_v_0"] - pairs["_v_c"]
     rows = []
@@ -229,8 +248,8 @@ def metric_drop(results: pd.DataFrame, metric: str = "delta_si_sdr", *, n_boot: 
         g = g[ok]
         if g.empty:
             continue
-        lo, hi = bootstrap_ci(g["d"].to_numpy(), clusters=g["utt_id"].tolist(), n_boot=n_boot, ci=ci,
-                              seed=derive_seed(seed, "drop", metric, s))
+        lo, hi = bootstrap_ci(g["d"].to_numpy(), clusters=g["utt_id"].tolist(), seeds=_seeds(g), n_boot=n_boot,
+                              ci=ci, seed=derive_seed(seed, "drop", metric, s))
         rows.append({"system": s, "drop": float(g["d"].mean()), "drop_ci_low": lo, "drop_ci_high": hi,
                      "n_pairs": int(len(g)), "clean": float(g["_v_0"].mean()), "corrupted": float(g["_v_c"].mean()),
                      "kinds": ", ".join(sorted(g["corruption"].astype(str).unique()))})
@@ -250,8 +269,8 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
         for s, g in items.groupby("system", sort=True):
             auc = g["visual_weight_auc"].to_numpy(np.float64)
             ok = np.isfinite(auc)
-            lo, hi = bootstrap_ci(auc, clusters=g["utt_id"].tolist() if "utt_id" in g else None, n_boot=n_boot, ci=ci,
-                                  seed=derive_seed(seed, "auc", s))
+            lo, hi = bootstrap_ci(auc, clusters=g["utt_id"].tolist() if "utt_id" in g else None, seeds=_seeds(g),
+                                  n_boot=n_boot, ci=ci, seed=derive_seed(seed, "auc", s))
             pooled = np.nan
             if frames is not None and not frames.empty:
                 f = frames[(frames["system"] == s) & frames["item_id"].isin(g.loc[ok, "item_id"])]

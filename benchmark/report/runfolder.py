@@ -16,7 +16,7 @@ import pandas as pd
 
 from benchmark.audio_io import DataError
 from benchmark.report.style import METRIC_ORDER, add_system_column
-from benchmark.schema import model_key
+from benchmark.schema import TRAIN_SEED_COLUMN, model_key
 
 log = logging.getLogger(__name__)
 
@@ -114,27 +114,41 @@ def load_run(run_dir: str | Path) -> RunData:
 
 
 def _attach_paths(run: Path, res: pd.DataFrame, mix: Optional[pd.DataFrame], enh: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """The enhanced-audio and traces paths of each result row (from the enhancement table, per
+    (item, model, algorithm) and, with a ``train_seed`` column, per training seed: each seed's
+    files are its own) and the mixture paths (per item); the documented layout
+    (``enhanced/<model_key>[/seed-<s>]/<algorithm>/<condition_id>/<utt_id>``) where a table did
+    not say."""
     out = res.copy()
+    on = ["item_id", "model_id", "algorithm"]
+    if TRAIN_SEED_COLUMN in out:
+        out[TRAIN_SEED_COLUMN] = pd.to_numeric(out[TRAIN_SEED_COLUMN], errors="coerce")
     if enh is not None and {"item_id", "algorithm"}.issubset(enh.columns):
         e = enh.copy()
         if "model_id" not in e:
             e["model_id"] = ""
         e["model_id"] = e["model_id"].fillna("").astype(str)
+        keys = on + ([TRAIN_SEED_COLUMN] if TRAIN_SEED_COLUMN in e and TRAIN_SEED_COLUMN in out else [])
+        if TRAIN_SEED_COLUMN in keys:  # NaN (a system not trained in the run) matches NaN
+            e[TRAIN_SEED_COLUMN] = pd.to_numeric(e[TRAIN_SEED_COLUMN], errors="coerce")
         cols = [c for c in ("enhanced_path", "traces_path") if c in e and c not in out]
         if cols:
-            e = e.drop_duplicates(["item_id", "model_id", "algorithm"])
-            out = out.merge(e[["item_id", "model_id", "algorithm", *cols]], on=["item_id", "model_id", "algorithm"], how="left")
+            e = e.drop_duplicates(keys)
+            out = out.merge(e[[*keys, *cols]], on=keys, how="left")
     if mix is not None and "item_id" in mix:
         cols = [c for c in ("mixture_path", "clean_path", "lips_path", "corruption_path", "fps") if c in mix and c not in out]
         if cols:
             out = out.merge(mix.drop_duplicates("item_id")[["item_id", *cols]], on="item_id", how="left")
     # fall back on the documented layout where a table did not say
+    seeds = out[TRAIN_SEED_COLUMN] if TRAIN_SEED_COLUMN in out else pd.Series(np.nan, index=out.index)
+    multi = seeds.dropna().nunique() > 1
     for col, ext in (("enhanced_path", ".wav"), ("traces_path", ".npz")):
         if col not in out:
             out[col] = None
         guess = [
-            f"enhanced/{model_key(m)}/{a}/{c}/{u}{ext}" if m else None
-            for m, a, c, u in zip(out["model_id"], out["algorithm"], out["condition_id"], out["utt_id"])
+            (f"enhanced/{model_key(m)}/" + (f"seed-{int(sd)}/" if multi and sd == sd else "") + f"{a}/{c}/{u}{ext}")
+            if m else None
+            for m, a, c, u, sd in zip(out["model_id"], out["algorithm"], out["condition_id"], out["utt_id"], seeds)
         ]
         cur = out[col]
         fill = []

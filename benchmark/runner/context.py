@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -89,9 +89,19 @@ def failed_row(item: dict[str, Any], system: dict[str, Any], algorithm: str, err
             "status": STATUS_FAILED, "error": error}
 
 
+def seed_of(value: Any) -> Optional[int]:
+    """A table's ``train_seed`` value as an int (None when empty, NaN or absent: a system not
+    trained in the run)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else int(f)
+
+
 def job_error(result: Any, key: str) -> str:
     """The error message of job ``key`` in a :class:`~benchmark.runner.jobs.StageResult`."""
     return str(result.records.get(key, {}).get("error", "?"))
 
 
-__all__ = ["StageContext", "SPEECH_NMF", "model_class", "trained", "device_is_gpu", "plain_records", "failed_row", "job_error"]
+__all__ = ["StageContext", "SPEECH_NMF", "model_class", "trained", "device_is_gpu", "plain_records", "failed_row", "job_error", "seed_of"]

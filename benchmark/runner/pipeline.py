@@ -6,8 +6,9 @@ the chosen executor (and the stage's later waves), and the stage collects its ta
 included as status rows. The products:
 
 * ``results.parquet`` / ``results.csv``: one row per (utterance, condition, model, algorithm),
-  with the metric, ``input_*`` and ``delta_*`` columns, timings, reliability-weight summaries
-  and ``status``/``error`` (rows of failed items are kept, with NaN metrics and the reason);
+  with the metric, ``input_*`` and ``delta_*`` columns, timings, reliability-weight summaries,
+  ``external`` (True for an outside system's rows) and ``status``/``error`` (rows of failed
+  items are kept, with NaN metrics and the reason);
 * ``mixtures.parquet`` and ``enhanced.parquet`` (the intermediate tables), ``failures.parquet``
   (one row per failed job, with error and traceback) and ``run.json``.
 
@@ -44,7 +45,7 @@ from benchmark.runner.jobs import StageResult, run_jobs
 from benchmark.runner.provenance import finish_run_json, write_run_json
 from benchmark.runner.stages import ORDER as STAGES
 from benchmark.runner.store import STATUS_DONE, RunStore, atomic_write_csv, atomic_write_parquet
-from benchmark.schema import RESULT_ID_COLUMNS, STATUS_OK
+from benchmark.schema import OPTIONAL_ID_COLUMNS, RESULT_ID_COLUMNS, STATUS_OK
 from benchmark.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -151,14 +152,16 @@ def _stage_module(stage: str) -> Any:
 
 
 def finish_results(df: pd.DataFrame) -> pd.DataFrame:
-    """The score stage's table as the results table: one row per (item, model, algorithm), the
-    identity columns first, sorted."""
+    """The score stage's table as the results table: one row per (item, model, algorithm[,
+    training seed]), the identity columns first, sorted."""
     if df.empty:
         return df
-    df = df.drop_duplicates(subset=["item_id", "model_id", "algorithm"], keep="first")
-    front = [c for c in RESULT_ID_COLUMNS if c in df]
+    ids = ["item_id", "model_id", "algorithm"] + [c for c in OPTIONAL_ID_COLUMNS if c in df]  # + train_seed
+    df = df.drop_duplicates(subset=ids, keep="first")
+    df = df.assign(external=df["model"] == "external")  # outside systems (spec: name: external)
+    front = [c for c in RESULT_ID_COLUMNS + OPTIONAL_ID_COLUMNS if c in df]
     df = df[front + [c for c in df.columns if c not in front]]
-    return df.sort_values(["item_id", "model_id", "algorithm"], kind="stable").reset_index(drop=True)
+    return df.sort_values(ids, kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------

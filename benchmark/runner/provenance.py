@@ -98,6 +98,14 @@ def seeds_of(spec_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def train_seeds_of(spec_dict: dict[str, Any]) -> list[int]:
+    """The run's training seeds (``training.seeds``, else ``[training.seed]``): every trained
+    model is trained once per seed (:mod:`benchmark.runner.stages.train`)."""
+    tr = spec_dict.get("training") or {}
+    seeds = tr.get("seeds") or [tr.get("seed", 0)]
+    return list(dict.fromkeys(int(s) for s in seeds))
+
+
 def metrics_of(spec_dict: dict[str, Any]) -> list[dict[str, Any]]:
     """Each configured metric's column, exact definition, package and installed version, as the
     metric modules declare them (:func:`benchmark.metrics.metric_provenance`; the report's methods
@@ -125,6 +133,7 @@ def write_run_json(run_dir: Path, spec_dict: dict[str, Any], *, preset: str = ""
     code = {unit: c.as_dict() for unit, c in code_hashes().items()}
     info = {
         "name": spec_dict.get("name"), "preset": preset, "spec": spec_dict, "seeds": seeds_of(spec_dict),
+        "train_seeds": train_seeds_of(spec_dict),
         "git_commit": git["commit"], "git_dirty": git["dirty"], "versions": package_versions(),
         "metrics": metrics_of(spec_dict),
         "device": device_info(), "machine": machine_info(), "code": code,
@@ -148,4 +157,4 @@ def finish_run_json(run_dir: Path, summary: dict[str, Any]) -> None:
 
 
 __all__ = ["write_run_json", "finish_run_json", "git_info", "package_versions", "device_info", "machine_info",
-           "seeds_of"]
+           "seeds_of", "train_seeds_of"]

@@ -102,6 +102,15 @@ def _workers(run_dir: Path) -> int:
     return max(1, int(opts.get("dask_local") or 0), int(opts.get("jobs") or 1))
 
 
+def _train_seeds(run_dir: Path) -> Optional[list[int]]:
+    """The training seeds ``run.json`` records (None: unknown)."""
+    try:
+        seeds = json.loads((run_dir / "run.json").read_text()).get("train_seeds")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return [int(s) for s in seeds] if isinstance(seeds, list) else None
+
+
 def run_status(run_dir: str | Path) -> dict[str, Any]:
     """Per-stage counts, the run lock holder and an ETA (seconds, for the planned stages)."""
     run_dir = Path(run_dir)
@@ -141,7 +150,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir), "exists": run_dir.exists(), "running": store.is_locked(), "workers": workers,
         "stages": stages, "eta_s": eta, "eta_partial": unknown,
-        "results": (run_dir / "results.parquet").exists(),
+        "results": (run_dir / "results.parquet").exists(), "train_seeds": _train_seeds(run_dir),
     }
 
 
@@ -154,6 +163,10 @@ def format_status(st: dict[str, Any]) -> str:
     """A small text table of :func:`run_status`."""
     lines = [f"run folder: {st['run_dir']}" + ("" if st["exists"] else " (does not exist)")]
     lines.append(f"state: {'RUNNING (' + st['running'] + ')' if st['running'] else 'not running'}")
+    if st.get("train_seeds"):
+        n = len(st["train_seeds"])
+        lines.append(f"training seeds: {', '.join(map(str, st['train_seeds']))}"
+                     + (f" (every trained model trained {n} times)" if n > 1 else ""))
     lines.append(f"{'stage':<9} {'planned':>8} {'done':>6} {'pending':>8} {'failed':>7} {'stale':>6} {'s/job':>7}")
     for s in st["stages"]:
         planned = "-" if s.planned is None else str(s.planned)

@@ -7,12 +7,29 @@ train stage) and every (model entry, algorithm). A model class that declares
 ``needs_training = False`` is a composite built at enhancement from the checkpoints of the
 entries its ``components`` roles name (read from its ``config_class`` with the entry's params);
 one that declares ``algorithms`` runs only those (a pair it does not define is not planned).
+An entry naming a trained ``checkpoint`` is enhanced like a trained one (the train stage's row
+for it is keyed by the checkpoint's checksum). An outside system (``name: external``) has no
+model and no algorithm: :class:`ExternalJob` copies its files (matched by item id,
+:func:`external_files`) into the run's layout, one job per condition; an item it has no file
+for is a failed row ``missing output``.
 
 Table: one row per (item, system, algorithm): the job's rows (``enhanced_path``, ``traces_path``,
 timings, ``status``/``error`` per item) with ``job``/``job_label`` of the job that made them,
 plus failure rows made here from the upstream tables (a failed mixture item, a failed training,
 a failed composite component) and for the items of a failed job, each with the upstream reason.
 ``enhanced.parquet`` holds the rows of the successful jobs.
+
+Training seeds (``training.seeds``): a trained system runs once per training seed, on that
+seed's checkpoint (a composite on its components *of the same seed*); its rows carry
+``train_seed``. The baselines, external systems and entries that name a trained ``checkpoint``
+(and composites made only of such entries) are not trained here: they run once, with an empty
+``train_seed``. The seed is not part of ``model_id`` nor of the system; with several seeds the
+files go to ``enhanced/<model_key>/seed-<s>/<algorithm>/...``. The EM random streams stay common
+across the visual conditions of a mixture (``pair_id``) and move with the training seed: the EM
+seed of a trained system is ``enhance.seed + (train_seed - training.seed)`` (:func:`em_seed`), so
+each training seed is an independent replicate of the whole system (model and inference), and
+the one seed of a single-seed run keeps ``enhance.seed`` (its job keys are those of before the
+seeds axis).
 """
 from __future__ import annotations
 
@@ -27,7 +44,7 @@ import pandas as pd
 
 from benchmark.runner.codehash import stage_version
 from benchmark.runner.context import (
-    SPEECH_NMF, StageContext, device_is_gpu, failed_row, job_error, model_class, plain_records, trained,
+    SPEECH_NMF, StageContext, device_is_gpu, failed_row, job_error, model_class, plain_records, seed_of,
 )
 from benchmark.runner.jobs import NOT_ARG, NOT_KEYED, JobOutput, StageJob, StageResult
 from benchmark.runner.store import atomic_path, atomic_write_parquet
@@ -112,9 +129,12 @@ def cpu_threads(device: str):
 def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
                 params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int, seed: int,
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
-                model_params: Optional[dict[str, Any]] = None, speech_nmf: Optional[str] = None) -> JobOutput:
+                model_params: Optional[dict[str, Any]] = None, speech_nmf: Optional[str] = None,
+                train_seed: Optional[int] = None, seed_dir: str = "") -> JobOutput:
     """Enhance a batch of mixtures with one (model, algorithm); one row per item (errors per item).
-    ``speech_nmf``: the ``nmf-only`` baseline's dictionary (its ``dictionary`` parameter)."""
+    ``speech_nmf``: the ``nmf-only`` baseline's dictionary (its ``dictionary`` parameter);
+    ``train_seed``: the training seed of the model (None: not trained here), written to every row;
+    ``seed_dir``: the sub-folder of the files (``seed-<s>`` with several training seeds)."""
     from benchmark.audio_io import write_audio
     from models.enhancement.api import enhance
 
@@ -131,7 +151,8 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
     rows, outputs = [], []
     for it in items:
         o = by_id.get(it["item_id"])
-        row = {"item_id": it["item_id"], **system, "algorithm": algorithm, "enhanced_path": "", "traces_path": "",
+        row = {"item_id": it["item_id"], **system, "train_seed": train_seed, "algorithm": algorithm,
+               "enhanced_path": "", "traces_path": "",
                "wall_time_s": np.nan, "rtf": np.nan, "device": device, "status": STATUS_FAILED, "error": ""}
         if o is None:
             row["error"] = "enhance: no output returned for this item"
@@ -141,7 +162,7 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
         elif not np.all(np.isfinite(o.estimate)):
             row["error"] = f"enhance: estimate has {int(np.sum(~np.isfinite(o.estimate)))} NaN/inf samples"
         else:
-            rel = Path("enhanced") / key / algorithm / it["condition_id"] / f"{it['utt_id']}.wav"
+            rel = Path("enhanced") / key / seed_dir / algorithm / it["condition_id"] / f"{it['utt_id']}.wav"
             write_audio(rd / rel, np.asarray(o.estimate, dtype=np.float32))
             outputs.append(str(rel))
             row.update(enhanced_path=str(rel), status=STATUS_OK, wall_time_s=float(o.wall_time_s), rtf=float(o.rtf))
@@ -182,10 +203,107 @@ class EnhanceJob(StageJob):
     checkpoint: Optional[str] = field(default=None, metadata=NOT_KEYED)
     components: Optional[dict[str, str]] = field(default=None, metadata=NOT_KEYED)
     speech_nmf: Optional[str] = field(default=None, metadata=NOT_KEYED)
+    # fixed by the model's train key(s) and ``seed``, so not keyed
+    train_seed: Optional[int] = field(default=None, metadata=NOT_KEYED)
+    seed_dir: str = field(default="", metadata=NOT_KEYED)
 
     def _keyed_names(self) -> list[str]:
         names = super()._keyed_names()
         return names if device_is_gpu(self.device) else [n for n in names if n != "frame_budget"]
+
+
+# ---- outside systems (``name: external``): their files, scored like the suite's outputs ------
+
+MISSING_OUTPUT = "missing output"
+
+
+def external_files(outputs: str | Path) -> dict[str, Path]:
+    """Item id (``<condition_id>/<utt_id>``) -> file of an outside system's ``outputs``: a folder
+    in the layout the runner writes below ``enhanced/<model>/<algorithm>/``
+    (``<condition_id>/<utt_id>.wav`` or ``.flac``) or a Kaldi ``wav.scp`` keyed by item id."""
+    from benchmark.audio_io import audio_list
+
+    return audio_list(Path(outputs), keep_suffix=False)
+
+
+def external_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
+                 sources: dict[str, Optional[str]]) -> JobOutput:
+    """Bring an outside system's enhanced files into the run: each item's file (``sources``:
+    item id -> path, None when the system has none) is read (any sample rate: resampled to
+    16 kHz by :func:`benchmark.corpus.adapters.common.load_audio`) and written where the runner
+    writes its own (``enhanced/<model_key>/<algorithm>/<condition_id>/<utt_id>.wav``); an item
+    without a file is a failed row with error ``missing output``, an unreadable one a failed
+    row with the reason. No timings (NaN): the system was not run here."""
+    from benchmark.audio_io import write_audio
+    from benchmark.corpus.adapters.common import load_audio
+
+    rd = Path(run_dir)
+    rows, outputs = [], []
+    for it in items:
+        row = {"item_id": it["item_id"], **system, "algorithm": algorithm, "enhanced_path": "", "traces_path": "",
+               "wall_time_s": np.nan, "rtf": np.nan, "device": "", "status": STATUS_FAILED, "error": ""}
+        src = sources.get(it["item_id"])
+        if src is None:
+            row["error"] = MISSING_OUTPUT
+        else:
+            try:
+                x = load_audio(src)
+            except Exception as exc:  # noqa: BLE001 - one bad file fails alone
+                row["error"] = f"external: {src}: {type(exc).__name__}: {exc}"
+            else:
+                rel = Path("enhanced") / model_key(system["model_id"]) / algorithm / it["condition_id"] / f"{it['utt_id']}.wav"
+                write_audio(rd / rel, np.asarray(x, dtype=np.float32))
+                outputs.append(str(rel))
+                row.update(enhanced_path=str(rel), status=STATUS_OK)
+        rows.append(row)
+    return JobOutput(rows=rows, outputs=outputs)
+
+
+@dataclass(frozen=True, eq=False)
+class ExternalJob(StageJob):
+    """An outside system's files for the items of one condition. Keyed: the items' mixture
+    identities, the system, its algorithm label and each item's file content (``digests``:
+    (item_id, SHA-256 or "") pairs, so a changed or added file reruns it); not keyed: the run
+    folder, the mixture rows and the file paths."""
+
+    stage = "enhance"
+    fn = staticmethod(external_job)
+    mix_ids: tuple[tuple[str, str], ...] = field(metadata=NOT_ARG)
+    digests: tuple[tuple[str, str], ...] = field(metadata=NOT_ARG)
+    system: dict[str, Any]
+    algorithm: str
+    run_dir: str = field(default="", metadata=NOT_KEYED)
+    items: tuple[dict[str, Any], ...] = field(default=(), metadata=NOT_KEYED)
+    sources: dict[str, Optional[str]] = field(default_factory=dict, metadata=NOT_KEYED)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def external_systems(spec: Any) -> list[tuple[dict[str, Any], str, Any]]:
+    """(system, algorithm label, entry) of the spec's ``name: external`` entries."""
+    return [(_system(e), e.algorithm or e.name, e) for e in spec.models if getattr(e, "external", False)]
+
+
+def plan_external(ctx: StageContext, ok: pd.DataFrame) -> list[ExternalJob]:
+    """One :class:`ExternalJob` per (external system, condition) over the items mixed without
+    error; relative ``outputs`` resolve against the current directory."""
+    jobs = []
+    for sysd, alg, e in external_systems(ctx.spec):
+        files = external_files(Path(e.outputs).resolve())
+        for cid, grp in ok.groupby("condition_id", sort=True):
+            chunk = tuple(plain_records(grp.sort_values("utt_id")))
+            found = {c["item_id"]: files.get(c["item_id"]) for c in chunk}
+            jobs.append(ExternalJob(
+                mix_ids=tuple((c["item_id"], c["mix_id"]) for c in chunk),
+                digests=tuple((i, _digest(f) if f is not None else "") for i, f in found.items()),
+                system=sysd, algorithm=alg, run_dir=str(ctx.run_dir), items=chunk,
+                sources={i: (str(f) if f is not None else None) for i, f in found.items()},
+                version=stage_version("enhance"), label=f"{sysd['model_id']}/{alg}/{cid}"))
+    return jobs
 
 
 def _system(entry: Any) -> dict[str, Any]:
@@ -195,36 +313,74 @@ def _system(entry: Any) -> dict[str, Any]:
 BASELINE_SYSTEM = {"model_id": "", "model": "", "fusion": None}
 
 
+def em_seed(enhance_seed: int, train_seed: Optional[int], base_seed: int) -> int:
+    """The EM seed of a system: ``enhance_seed`` when it is not trained here (``train_seed``
+    None) and for the run's base training seed, ``enhance_seed + (train_seed - base_seed)`` else."""
+    return int(enhance_seed) if train_seed is None else int(enhance_seed) + int(train_seed) - int(base_seed)
+
+
+def trained_by_seed(table: Optional[pd.DataFrame]) -> dict[tuple[str, Optional[int]], dict[str, Any]]:
+    """(label, train_seed) -> ``{"checkpoint", "key"}`` of the successful rows of a train table
+    (``train_seed`` None: the speech NMF, an entry's named checkpoint, a table without the column)."""
+    if table is None or table.empty:
+        return {}
+    ok = table[table["status"] == STATUS_OK]
+    seeds = ok["train_seed"] if "train_seed" in ok else [None] * len(ok)
+    return {(str(r["label"]), seed_of(sd)): {"checkpoint": r["checkpoint"], "key": r["key"]}
+            for r, sd in zip(ok.to_dict("records"), seeds)}
+
+
 def systems(spec: Any, train_table: pd.DataFrame) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
     """(system, algorithm, what the jobs load: ``model``/``components``+``model_params``/
-    ``speech_nmf``, or ``blocked``: the upstream reason it cannot run)."""
-    done = trained(train_table)
-    errors = {} if train_table is None or train_table.empty else dict(zip(train_table["label"], train_table["error"]))
+    ``speech_nmf``, or ``blocked``: the upstream reason it cannot run; and ``train_seed``): each
+    baseline once, each model entry once per training seed (once, seed None, when it is not
+    trained here: see the module docstring)."""
+    done = trained_by_seed(train_table)
+    errors: dict[tuple[str, Optional[int]], str] = {}
+    if train_table is not None and not train_table.empty:
+        tseeds = train_table["train_seed"] if "train_seed" in train_table else [None] * len(train_table)
+        errors = {(str(lab), seed_of(sd)): str(err) for lab, sd, err in zip(train_table["label"], tseeds,
+                                                                          train_table["error"])}
+    seeds: list[Optional[int]] = list(spec.training.seed_list)
+    fixed = {e.label for e in spec.models if getattr(e, "checkpoint", None)}  # named checkpoints: no seed
+
+    def find(label: str, ts: Optional[int]) -> Optional[dict[str, Any]]:
+        return done.get((label, ts)) or done.get((label, None))
+
     out = []
     for alg in spec.enhance.baselines:
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"train_seed": None}
         if alg == "nmf-only":
-            kw = {"speech_nmf": done[SPEECH_NMF]} if SPEECH_NMF in done else \
-                {"blocked": errors.get(SPEECH_NMF) or "train: speech NMF dictionary failed"}
+            nmf = done.get((SPEECH_NMF, None))
+            kw.update({"speech_nmf": nmf} if nmf is not None else
+                      {"blocked": errors.get((SPEECH_NMF, None)) or "train: speech NMF dictionary failed"})
         out.append((dict(BASELINE_SYSTEM), alg, kw))
     for e in spec.models:
+        if getattr(e, "external", False):  # its files are brought in by plan_external
+            continue
         cls = model_class(e.name)
         composite = not getattr(cls, "needs_training", True)
         labels = component_labels(cls, e.params) if composite else ()
-        for alg in spec.enhance.algorithms:
-            supported = getattr(cls, "algorithms", None)
-            if supported is not None and alg not in supported:  # a combination the model does not define
-                log.info("%s: no %r for this model (has: %s); that pair is not run", e.label, alg, ", ".join(supported))
-                continue
-            if composite:
-                missing = [label for label in labels if label not in done]
-                kw = ({"blocked": f"train: component model(s) {missing} failed"} if missing else
-                      {"components": {label: done[label] for label in labels}, "model_params": dict(e.params)})
-            elif e.label in done:
-                kw = {"model": done[e.label]}
-            else:
-                kw = {"blocked": errors.get(e.label) or f"train: training of {e.label} failed"}
-            out.append((_system(e), alg, kw))
+        trained_here = not (e.label in fixed or (composite and set(labels) <= fixed))
+        for ts in (seeds if trained_here else [None]):
+            for alg in spec.enhance.algorithms:
+                supported = getattr(cls, "algorithms", None)
+                if supported is not None and alg not in supported:  # a combination the model does not define
+                    if ts == seeds[0] or ts is None:
+                        log.info("%s: no %r for this model (has: %s); that pair is not run", e.label, alg,
+                                 ", ".join(supported))
+                    continue
+                kw = {"train_seed": ts}
+                if composite:
+                    missing = [label for label in labels if find(label, ts) is None]
+                    kw.update({"blocked": f"train: component model(s) {missing} failed"} if missing else
+                              {"components": {label: find(label, ts) for label in labels},
+                               "model_params": dict(e.params)})
+                elif find(e.label, ts) is not None:
+                    kw["model"] = find(e.label, ts)
+                else:
+                    kw["blocked"] = errors.get((e.label, ts)) or f"train: training of {e.label} failed"
+                out.append((_system(e), alg, kw))
     return out
 
 
@@ -241,12 +397,15 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
     mixtures = upstream["mix"]
     ok = mixtures[mixtures["status"] == STATUS_OK] if len(mixtures) else mixtures
     version = stage_version("enhance")
+    multi = len(ctx.spec.training.seed_list) > 1
     jobs = []
     for sysd, alg, kw in systems(ctx.spec, upstream["train"]):
         if "blocked" in kw:
             continue
         params = dict(es.algorithm_params.get(alg, {}))
-        extra: dict[str, Any] = {}
+        ts = kw["train_seed"]
+        extra: dict[str, Any] = {"train_seed": ts, "seed_dir": f"seed-{ts}" if multi and ts is not None else ""}
+        tag = f"@seed{ts}" if extra["seed_dir"] else ""
         if "model" in kw:
             model, extra["checkpoint"] = kw["model"]["key"], kw["model"]["checkpoint"]
         elif "components" in kw:
@@ -264,13 +423,14 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
                 jobs.append(EnhanceJob(
                     mix_ids=tuple((c["item_id"], c["mix_id"]) for c in chunk), model=model, system=sysd,
                     algorithm=alg, params=params, nmf_rank=es.nmf_rank, device=es.device,
-                    frame_budget=es.frame_budget, seed=es.seed, run_dir=str(ctx.run_dir), items=chunk,
-                    version=version, label=f"{sysd['model_id'] or 'baseline'}/{alg}/{cid}[{i}:{i + len(chunk)}]",
+                    frame_budget=es.frame_budget, seed=em_seed(es.seed, ts, ctx.spec.training.seed),
+                    run_dir=str(ctx.run_dir), items=chunk, version=version,
+                    label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{cid}[{i}:{i + len(chunk)}]",
                     **extra))
-    return jobs
+    return jobs + plan_external(ctx, ok)
 
 
-def collect(ctx: StageContext, jobs: list[EnhanceJob], result: StageResult,
+def collect(ctx: StageContext, jobs: list[StageJob], result: StageResult,
             upstream: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The enhancement table (see the module docstring); writes ``enhanced.parquet``."""
     ok_keys = set(result.ok_keys)
@@ -281,7 +441,8 @@ def collect(ctx: StageContext, jobs: list[EnhanceJob], result: StageResult,
             frames.append(ctx.store.read_table("enhance", [j.key]).assign(job=j.key, job_label=j.label))
         else:
             err = f"enhance: job failed: {job_error(result, j.key)}"
-            frames.append(pd.DataFrame([failed_row(it, j.system, j.algorithm, err) for it in j.items]))
+            frames.append(pd.DataFrame([{**failed_row(it, j.system, j.algorithm, err),
+                                         "train_seed": getattr(j, "train_seed", None)} for it in j.items]))
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -294,14 +455,17 @@ def upstream_failures(ctx: StageContext, upstream: dict[str, pd.DataFrame]) -> p
     rows = []
     if len(mixtures):
         items = plain_records(mixtures)
-        for sysd, alg, kw in systems(ctx.spec, upstream["train"]):
+        brought = [(sysd, alg, {}) for sysd, alg, _ in external_systems(ctx.spec)]
+        for sysd, alg, kw in systems(ctx.spec, upstream["train"]) + brought:
             for it in items:
                 if it.get("status") != STATUS_OK:
-                    rows.append(failed_row(it, sysd, alg, str(it.get("error") or "mix failed")))
+                    rows.append({**failed_row(it, sysd, alg, str(it.get("error") or "mix failed")),
+                                 "train_seed": kw.get("train_seed")})
                 elif "blocked" in kw:
-                    rows.append(failed_row(it, sysd, alg, str(kw["blocked"])))
+                    rows.append({**failed_row(it, sysd, alg, str(kw["blocked"])), "train_seed": kw.get("train_seed")})
     return pd.DataFrame(rows)
 
 
-__all__ = ["EnhanceJob", "enhance_job", "load_model", "systems", "plan", "collect", "upstream_failures", "serial",
+__all__ = ["EnhanceJob", "ExternalJob", "external_job", "external_files", "external_systems", "plan_external",
+           "MISSING_OUTPUT", "enhance_job", "load_model", "systems", "trained_by_seed", "em_seed", "plan", "collect", "upstream_failures", "serial",
            "cpu_threads", "BASELINE_KEY"]

@@ -11,7 +11,8 @@
 Table (the results): one row per (item, system, algorithm) with the metrics, ``input_*`` and
 ``delta_*`` columns, timings, weight summaries and ``status``/``error``: the jobs' rows, plus a
 failure row (with the upstream reason) for each failure row of the enhancement table and for the
-items of a failed scoring job.
+items of a failed scoring job. ``train_seed`` (the model's training seed, empty for systems not
+trained in the run) is carried from the enhancement rows.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import pandas as pd
 from benchmark.runner.codehash import stage_version
 from benchmark.runner.context import StageContext, failed_row, job_error, plain_records
 from benchmark.runner.jobs import NOT_ARG, NOT_KEYED, JobOutput, StageJob, StageResult
-from benchmark.schema import ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS
+from benchmark.schema import ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, TRAIN_SEED_COLUMN, WEIGHT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def score_job(run_dir: str, items: list[dict[str, Any]], enhanced: list[dict[str
     for e in enhanced:
         it = by_id[e["item_id"]]
         row = {c: it.get(c) for c in ITEM_COLUMNS}
-        row.update({k: e.get(k) for k in ("model_id", "model", "fusion", "algorithm")})
+        row.update({k: e.get(k) for k in ("model_id", "model", "fusion", "algorithm", TRAIN_SEED_COLUMN)})
         row.update(status=e.get("status", STATUS_FAILED), error=e.get("error", ""),
                    wall_time_s=e.get("wall_time_s", np.nan), rtf=e.get("rtf", np.nan))
         if row["status"] == STATUS_OK:
@@ -205,8 +206,9 @@ def collect(ctx: StageContext, jobs: list[StageJob], result: StageResult,
     for j in pair:
         if j.key not in ok:
             err = f"score: job failed: {job_error(result, j.key)}"
-            frames.append(pd.DataFrame([failed_row(mixed.get(e["item_id"], {"item_id": e["item_id"]}), e,
-                                                   e["algorithm"], err) for e in j.enhanced]))
+            frames.append(pd.DataFrame([{**failed_row(mixed.get(e["item_id"], {"item_id": e["item_id"]}), e,
+                                                      e["algorithm"], err), TRAIN_SEED_COLUMN: e.get(TRAIN_SEED_COLUMN)}
+                                        for e in j.enhanced]))
     frames = [f for f in frames if len(f)]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if df.empty:
@@ -214,6 +216,8 @@ def collect(ctx: StageContext, jobs: list[StageJob], result: StageResult,
     for c in WEIGHT_COLUMNS:
         if c not in df:
             df[c] = np.nan
+    # numeric, NaN for the systems not trained in the run (what the report's statistics expect)
+    df[TRAIN_SEED_COLUMN] = pd.to_numeric(df[TRAIN_SEED_COLUMN], errors="coerce") if TRAIN_SEED_COLUMN in df else np.nan
     return df
 
 
