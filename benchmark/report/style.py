@@ -50,16 +50,25 @@ def system_label(model_id: object, algorithm: object, *, with_algorithm: bool = 
     return f"{m} · {a}"
 
 
+#: the mark of an outside system (results' ``model`` "external") in its system label
+EXTERNAL_MARK = "(external)"
+
+
 def add_system_column(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` with a ``system`` column; the algorithm is named only when the models of the
-    table were run with more than one algorithm."""
+    table were run with more than one algorithm. An outside system (``model`` "external") is
+    ``"<model_id> (external)"`` (with its ``algorithm`` label when that is not "external") and
+    does not count as an algorithm of the suite's models."""
     out = df.copy()
     model = out["model_id"] if "model_id" in out else pd.Series([""] * len(out), index=out.index)
     algo = out["algorithm"] if "algorithm" in out else pd.Series([""] * len(out), index=out.index)
-    has_model = model.map(_text) != ""
+    ext = out["model"].map(_text) == "external" if "model" in out else pd.Series(False, index=out.index)
+    has_model = (model.map(_text) != "") & ~ext
     n_algos = algo[has_model].map(_text).nunique()
     with_algo = n_algos > 1
-    out[SYSTEM_COLUMN] = [system_label(m, a, with_algorithm=with_algo) for m, a in zip(model, algo)]
+    out[SYSTEM_COLUMN] = [
+        f"{system_label(m, a, with_algorithm=_text(a) != 'external')} {EXTERNAL_MARK}" if x
+        else system_label(m, a, with_algorithm=with_algo) for m, a, x in zip(model, algo, ext)]
     return out
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.stats import DEFAULT_REFERENCES, SEED_COLUMN, paired_tests, select_systems, summarize
-from benchmark.report.style import metric_label
+from benchmark.report.style import EXTERNAL_MARK, metric_label
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class PaperTable:
     external: list[str] = field(default_factory=list)  # outside systems (results' ``external``)
 
     def row_label(self, s: str) -> str:
-        """The rendered name of system ``s``: outside systems are marked ``(external)``."""
-        return f"{s} {EXTERNAL_MARK}" if s in self.external else s
+        """The rendered name of system ``s``: outside systems are marked ``(external)`` (their
+        labels from :func:`benchmark.report.style.add_system_column` already are)."""
+        return f"{s} {EXTERNAL_MARK}" if s in self.external and not s.endswith(EXTERNAL_MARK) else s
 
     def cell(self, s: str, c: str) -> tuple[str, str, bool]:
         """(mean text, CI half-width text, is best)."""
@@ -101,7 +102,7 @@ class PaperTable:
             parts.append(f"{MARKERS[i % len(MARKERS)]}: significantly better than {r} (paired Wilcoxon signed-rank, "
                          "Holm-corrected, p < 0.05)")
         if self.external:
-            parts.append(f"{EXTERNAL_MARK}: an outside system (its enhanced files brought in and scored "
+            parts.append(f"Marked {EXTERNAL_MARK}: an outside system (its enhanced files brought in and scored "
                          "here; not trained or run by the suite).")
         parts.extend(self.notes)
         return " ".join(parts)
@@ -161,10 +162,6 @@ class PaperTable:
             p.write_text(text)
             paths.append(p)
         return paths
-
-
-#: the mark of an outside system's row in every rendered table
-EXTERNAL_MARK = "(external)"
 
 
 def external_systems(df: pd.DataFrame) -> list[str]:
