@@ -31,7 +31,13 @@ def test_train_command_trains_avae_first_and_reuses(tiny_corpus, tmp_path, capsy
     assert (tmp_path / "models" / "training_summary.csv").exists()
 
 
-def test_train_command_unknown_fusion_lists_known(tiny_corpus, tmp_path):
-    with pytest.raises(KeyError, match="known: .*gated"):
-        main(["train", "--model", "av-vae", "--fusion", "gatd", "--corpus", str(tiny_corpus), "--out", str(tmp_path),
-              "--no-progress", "--set", "training.epochs=1", "--set", "training.init_from_avae=false"])
+def test_train_command_unknown_fusion_lists_known(tiny_corpus, tmp_path, capfd):
+    """A fusion typo is a configuration error (exit 2) naming the option, a suggestion and the
+    known names, before any work."""
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "av-vae", "--fusion", "gatd", "--corpus", str(tiny_corpus), "--out", str(out),
+               "--no-progress", "--set", "training.epochs=1", "--set", "training.init_from_avae=false"])
+    err = capfd.readouterr().err
+    assert rc == 2
+    assert "--fusion" in err and "did you mean 'gated'" in err and "known:" in err
+    assert not (out / "models").exists()
