@@ -168,3 +168,26 @@ def test_train_prints_each_checkpoint_and_its_preset_line(trained_run, capsys):
     base["models"] = [entry]
     spec = spec_from_dict(base)
     assert spec.models[0].checkpoint == str((run_a / "models" / "a-vae").resolve())
+
+
+def test_composite_component_can_be_a_checkpoint_entry(trained_run):
+    """A mixture VAE naming a checkpoint entry as its audio component: no train job for it, and
+    the composite's enhancement is keyed by the checkpoint's content checksum."""
+    from benchmark.runner.stages.enhance import systems
+    from benchmark.runner.stages.train import checkpoint_rows, needs_training
+    from models.checkpoint import checksum
+
+    tmp, run_a = trained_run
+    base = to_dict(load_spec(str(tmp / "byo-a.yaml")))
+    ckpt = run_a / "models" / "a-vae"
+    base["models"] = [{"name": "a-vae", "checkpoint": str(ckpt)},
+                      {"name": "av-vae", "fusion": "concat", "params": {"lip_size": 32}},
+                      {"name": "mixture-vae", "params": {"audio": "a-vae", "visual": "av-vae/concat"}}]
+    spec = spec_from_dict(base)
+    assert [needs_training(e) for e in spec.models] == [False, True, False]
+    rows = checkpoint_rows(spec) + [{"label": "av-vae/concat", "key": "k-av", "checkpoint": "/x/av.pt",
+                                     "status": "ok", "error": ""}]
+    table = pd.DataFrame(rows)
+    mix = [kw for sysd, alg, kw in systems(spec, table) if sysd["model"] == "mixture-vae"]
+    assert mix and mix[0]["components"]["a-vae"]["key"] == f"checkpoint:{checksum(ckpt)}"
+    assert mix[0]["components"]["a-vae"]["checkpoint"] == str((ckpt / "checkpoint.pt").resolve())
