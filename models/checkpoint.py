@@ -10,6 +10,11 @@ at all (``video_gain_nats_per_frame``: validation negative ELBO with zeroed vide
 video; ``video_gain_is_per_bin``, ``val_loss_zero_video``), plus the reliability-training options
 in force (``augmentation``, ``audio_masking``, ``reliability_supervision``; ``None`` when off).
 :func:`read_meta` reads it without torch.
+
+A preset entry may name a checkpoint folder instead of training (``{name: av-vae, fusion: gated,
+checkpoint: DIR}``): :func:`check_checkpoint` compares its format tag, name, fusion and the
+entry's params with ``config.json`` when the spec is loaded, and :func:`checksum` (SHA-256 of
+``checkpoint.pt``) stands for it in the job keys.
 """
 from __future__ import annotations
 

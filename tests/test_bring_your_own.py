@@ -191,3 +191,20 @@ def test_composite_component_can_be_a_checkpoint_entry(trained_run):
     mix = [kw for sysd, alg, kw in systems(spec, table) if sysd["model"] == "mixture-vae"]
     assert mix and mix[0]["components"]["a-vae"]["key"] == f"checkpoint:{checksum(ckpt)}"
     assert mix[0]["components"]["a-vae"]["checkpoint"] == str((ckpt / "checkpoint.pt").resolve())
+
+
+def test_external_files_accepts_the_runner_layout_and_a_wav_scp(tmp_path):
+    """Both accepted layouts give item id (``<condition_id>/<utt_id>``) -> file."""
+    import numpy as np
+    import soundfile as sf
+
+    from benchmark.runner.stages.enhance import external_files
+
+    folder = tmp_path / "sys"
+    (folder / "white_snr0_none").mkdir(parents=True)
+    for utt in ("u1", "u2"):
+        sf.write(folder / "white_snr0_none" / f"{utt}.wav", np.zeros(160, np.float32), 16000)
+    assert sorted(external_files(folder)) == ["white_snr0_none/u1", "white_snr0_none/u2"]
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"white_snr0_none/u1 {folder / 'white_snr0_none' / 'u1.wav'}\n")
+    assert external_files(scp) == {"white_snr0_none/u1": folder / "white_snr0_none" / "u1.wav"}
