@@ -379,7 +379,8 @@ def systems(spec: Any, train_table: pd.DataFrame) -> list[tuple[dict[str, Any], 
                 elif find(e.label, ts) is not None:
                     kw["model"] = find(e.label, ts)
                 else:
-                    kw["blocked"] = errors.get((e.label, ts)) or f"train: training of {e.label} failed"
+                    kw["blocked"] = (errors.get((e.label, ts)) or errors.get((e.label, None))
+                                     or f"train: training of {e.label} failed")
                 out.append((_system(e), alg, kw))
     return out
 
