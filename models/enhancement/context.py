@@ -90,8 +90,10 @@ def step_kernels(mode: str = "off") -> StepKernels:
       one graph is recorded per distinct shape (batch size, frames, samples), i.e. once per
       batch and again each time utterances leave it; past dynamo's recompile limit
       (``torch._dynamo.config.recompile_limit``, 8 by default) a function runs eagerly for further
-      shapes (same results). On CPU no graph is captured: it compiles as ``default`` with static
-      shapes."""
+      shapes (same results). Each call marks a new CUDA-graph step and clones its outputs (the EM
+      keeps them across calls, and a replay overwrites the graph's output memory): one extra copy
+      of the outputs per call. On CPU no graph is captured: it compiles as ``default`` with static
+      shapes (plus those copies). Not yet run on CUDA."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
     eager = StepKernels("off", nll_frames_terms, mh_accept, langevin_move, grad_logvar_terms, _sums, is_cost, wiener_gain)
@@ -100,10 +102,31 @@ def step_kernels(mode: str = "off") -> StepKernels:
     opts: dict[str, Any] = {"dynamic": None} if mode == "default" else {"mode": "reduce-overhead", "dynamic": False}
 
     def comp(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return torch.compile(fn, **opts)
+        compiled = torch.compile(fn, **opts)
+        if mode == "default":
+            return compiled
+
+        @functools.wraps(fn)
+        def graphed(*args: Any, **kwargs: Any) -> Any:
+            # CUDA-graph outputs live in a pool that the next replay overwrites, and the EM keeps
+            # them across calls (chain states, kept samples): each call starts a new step and its
+            # outputs are cloned at once
+            torch.compiler.cudagraph_mark_step_begin()
+            return _clone_outputs(compiled(*args, **kwargs))
+
+        return graphed
 
     return StepKernels(mode, comp(nll_frames_terms), comp(mh_accept), comp(langevin_move), comp(grad_logvar_terms),
                        comp(fused_sums), comp(fused_is_cost), comp(wiener_gain))
+
+
+def _clone_outputs(out: Any) -> Any:
+    """A tensor, or each tensor of a tuple, cloned (None and other values as they are)."""
+    if torch.is_tensor(out):
+        return out.clone()
+    if isinstance(out, tuple):
+        return tuple(_clone_outputs(o) for o in out)
+    return out
 
 
 @contextlib.contextmanager
