@@ -2,7 +2,7 @@
 # The GPU checks of issue 17, for a session that has a CUDA device (never run by the tests).
 #
 #   bash scripts/gpu_check.sh                         # every step
-#   bash scripts/gpu_check.sh agreement curve         # some steps: agreement curve profile smoke
+#   bash scripts/gpu_check.sh agreement curve         # some steps: agreement curve profile flags smoke
 #
 # Steps, each under its own time limit (seconds; override with e.g. GPU_CHECK_LIMIT_SMOKE=400):
 #   agreement  CUDA vs CPU estimates of 4 utterances x 3 s, published defaults, random-init A-VAE
@@ -12,6 +12,8 @@
 #              0.3 dB or its 95 % CI including 0). The tolerances: benchmark/perf.py (AGREE_*).
 #   curve      the batch-size curve on CUDA: B = 1 16 128 512, every algorithm, published defaults
 #   profile    time per EM iteration by kind of operator on CUDA (batch 128, 5 iterations)
+#   flags      each EM speed option (TF32, bf16 decoder, torch.compile incl. CUDA graphs) against the
+#              exact default on CUDA: time and paired SI-SDR difference (`perf --flag-effects`)
 #   smoke      the smoke preset end to end on CUDA (training and enhancement), without PESQ
 # A failing step is reported and the next one still runs (a step whose device is absent fails:
 # benchmark.perf exits 2 when it has nothing to run). Each step's output goes to
@@ -30,7 +32,7 @@ RUN_DIR="${GPU_CHECK_RUN_DIR:-}"  # the smoke run's folder (default: a fresh tem
 MODEL=()
 [ -n "${CHECKPOINT:-}" ] && MODEL=(--checkpoint "$CHECKPOINT")
 STEPS=("$@")
-[ ${#STEPS[@]} -eq 0 ] && STEPS=(agreement curve profile smoke)
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(agreement curve profile flags smoke)
 failed=0
 
 {
@@ -58,11 +60,13 @@ for s in "${STEPS[@]}"; do
                  --devices cuda --n-utts 8 --duration 3 --algorithms mcem ldem vem peem ${MODEL[@]+"${MODEL[@]}"} ;;
     profile)   step profile "${GPU_CHECK_LIMIT_PROFILE:-60}" "$PY" -m benchmark.perf --profile --profile-batch 128 \
                  --profile-iters 5 --devices cuda --n-utts 8 --duration 3 --algorithms mcem ldem vem peem ${MODEL[@]+"${MODEL[@]}"} ;;
+    flags)     step flags "${GPU_CHECK_LIMIT_FLAGS:-150}" "$PY" -m benchmark.perf --flag-effects \
+                 --devices cuda --n-utts 16 --duration 3 --algorithms mcem ldem ${MODEL[@]+"${MODEL[@]}"} ;;
     smoke)     [ -n "$RUN_DIR" ] || RUN_DIR=$(mktemp -d -t gpu_check_run.XXXXXX)
                step smoke "${GPU_CHECK_LIMIT_SMOKE:-240}" "$PY" run_benchmark.py run --preset smoke --out "$RUN_DIR/smoke" \
                  --report-dir "$RUN_DIR/report" --no-progress --set training.device=cuda --set enhance.device=cuda \
                  --set "metrics.names=[si_sdr,stoi,estoi,sdr]" ;;
-    *) echo "$s: unknown step (agreement curve profile smoke)" | tee -a "$SUMMARY"; failed=1 ;;
+    *) echo "$s: unknown step (agreement curve profile flags smoke)" | tee -a "$SUMMARY"; failed=1 ;;
   esac
 done
 echo "summary: $SUMMARY${RUN_DIR:+; smoke run folder: $RUN_DIR}" | tee -a "$SUMMARY"
