@@ -106,11 +106,18 @@ def test_controls_read_right_end_to_end(tmp_path):
     assert (occl.loc["av-vae/constant", "visual_weight_auc"] == 0.5).all()
     assert occl.loc["a-vae", "visual_weight_auc"].isna().all()
     rel = diag.reliability_table(df, diag.frame_table(df, tmp_path), n_boot=50).set_index("system")
-    assert rel.loc["av-vae/oracle-reliability", "auc"] >= 0.95
+    assert rel.loc["av-vae/oracle-reliability", "auc_within"] >= 0.95
+    # frame-paired (common random numbers: same mixture, same draws): the oracle's weight on the
+    # occluded frames is 1 with the clean video and 0.3 with the occluded one, the constant ties
+    assert rel.loc["av-vae/oracle-reliability", "auc_paired"] == 1.0
+    assert rel.loc["av-vae/oracle-reliability", "weight_drop_paired"] == pytest.approx(0.7)
+    assert rel.loc["av-vae/oracle-reliability", "n_pairs_paired"] == 2
+    assert rel.loc["av-vae/constant", "auc_paired"] == 0.5 and rel.loc["av-vae/constant", "weight_drop_paired"] == 0.0
+    assert np.isnan(rel.loc["a-vae", "auc_paired"])
     assert rel.loc["av-vae/oracle-reliability", "control"].startswith("positive control")
-    assert rel.loc["av-vae/constant", "auc"] == 0.5
+    assert rel.loc["av-vae/constant", "auc_within"] == 0.5
     assert rel.loc["av-vae/constant", "control"] != ""
-    assert rel.loc["a-vae", "weights"] == "no weights" and np.isnan(rel.loc["a-vae", "auc"])
+    assert rel.loc["a-vae", "weights"] == "no weights" and np.isnan(rel.loc["a-vae", "auc_within"])
     assert rel.loc["a-vae", "control"] == ""
     assert rel.loc["av-vae/oracle-reliability", "weights"] == "decoder"
     # the A-VAE cannot see the video: common random numbers make its paired drop exactly 0

@@ -65,18 +65,23 @@ def test_reliability_table_tracks_weights_without_special_cases(tmp_path):
     frames = diag.frame_table(df, tmp_path)
     assert set(frames["system"]) == {"tracker", "blindfold"}  # the system without weights has no frames
     rel = diag.reliability_table(df, frames, n_boot=200).set_index("system")
-    print(rel[["auc", "auc_pooled", "corr_snr", "si_sdr_drop"]])
-    assert rel.loc["tracker", "auc"] == pytest.approx(1.0)
-    assert 0.3 < rel.loc["blindfold", "auc"] < 0.7
+    assert list(rel.columns[:4]) == ["control", "weights", "auc_paired", "auc_paired_ci_low"]  # the headline first
+    assert rel.loc["tracker", "auc_within"] == pytest.approx(1.0)
+    assert rel.loc["tracker", "auc_paired"] == pytest.approx(1.0)
+    assert rel.loc["tracker", "weight_drop_paired"] == pytest.approx(0.4, abs=0.02)  # 0.4 * level by construction
+    assert rel.loc["tracker", "n_pairs_paired"] == 8  # 4 utterances x 2 SNRs
+    assert 0.3 < rel.loc["blindfold", "auc_within"] < 0.7
+    assert 0.3 < rel.loc["blindfold", "auc_paired"] < 0.7
     assert rel.loc["tracker", "corr_snr"] < -0.8  # more visual trust at low SNR
-    assert np.isnan(rel.loc["concatish", "auc"])
+    assert np.isnan(rel.loc["concatish", "auc_within"]) and np.isnan(rel.loc["concatish", "auc_paired"])
     assert rel.loc["concatish", "si_sdr_drop"] == pytest.approx(2.0, abs=0.1)
     assert rel.loc["tracker", "si_sdr_drop"] == pytest.approx(0.2, abs=0.1)
     # without traces the per-row summaries of the results table are used
     df2 = df.drop(columns=["traces_path"]).assign(visual_weight_mean=np.where(df["system"] == "tracker", 0.5, np.nan),
                                                  visual_weight_auc=np.where(df["system"] == "tracker", 0.9, np.nan))
     rel2 = diag.reliability_table(df2, diag.frame_table(df2, tmp_path), n_boot=50).set_index("system")
-    assert rel2.loc["tracker", "auc"] == pytest.approx(0.9)
+    assert rel2.loc["tracker", "auc_within"] == pytest.approx(0.9)
+    assert np.isnan(rel2.loc["tracker", "auc_paired"])  # the paired AUC needs the traces
 
 
 def test_paper_table_bold_markers_and_formats():
@@ -142,9 +147,11 @@ def test_negative_controls_read_right(tmp_path):
     df.loc[df["system"] == "const", "fusion"] = "constant"
     df.loc[df["system"] == "tracker", "fusion"] = "oracle-reliability"
     rel = diag.reliability_table(df, diag.frame_table(df, tmp_path), n_boot=50).set_index("system")
-    assert rel.loc["const", "auc"] == 0.5 and rel.loc["const", "auc_pooled"] == 0.5
+    assert rel.loc["const", "auc_within"] == 0.5 and rel.loc["const", "auc_within_pooled"] == 0.5
+    assert rel.loc["const", "auc_paired"] == 0.5 and rel.loc["const", "weight_drop_paired"] == 0.0
     assert rel.loc["const", "weights"] == "decoder"
-    assert rel.loc["nofuse", "weights"] == "no weights" and np.isnan(rel.loc["nofuse", "auc"])
+    assert rel.loc["nofuse", "weights"] == "no weights" and np.isnan(rel.loc["nofuse", "auc_within"])
+    assert np.isnan(rel.loc["nofuse", "auc_paired"])
     assert rel.loc["const", "control"].startswith("negative control")
     assert rel.loc["tracker", "control"].startswith("positive control")
     assert rel.loc["nofuse", "control"] == ""
@@ -178,3 +185,70 @@ def test_controls_are_not_ranked_in_paper_tables():
     df = add_system_column(pd.DataFrame(rows))
     t = paper_table(df, "si_sdr", systems=system_order(df), n_boot=50)
     assert t.best.loc["av-vae/gated"].all() and not t.best.loc["av-vae/oracle-reliability"].any()
+
+
+def _frames(weights: dict, level: np.ndarray, *, seed=np.nan) -> pd.DataFrame:
+    """A :func:`diag.frame_table` by hand: one item per (corruption, weight trace); the clean item
+    has level 0, every corrupted one ``level``."""
+    parts = []
+    for (corr, sev), w in weights.items():
+        lev = np.zeros(len(w)) if corr == "none" else level[: len(w)]
+        parts.append(pd.DataFrame({"system": "m", "item_id": f"{corr}{sev}/u0", "utt_id": "u0", "noise": "white",
+                                   "snr_db": 0.0, "corruption": corr, "severity": sev, "train_seed": seed,
+                                   "condition_id": f"{corr}{sev}", "frame": np.arange(len(w)), "visual_weight": w,
+                                   "corruption_level": lev, "corrupted": lev > 0}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_paired_auc_is_free_of_frame_content_the_within_auc_is_not():
+    """A weight that depends on the frame's content only (the same in both runs, as common random
+    numbers make it) and falls on the corrupted frames by chance: the within-utterance AUC reads
+    1, the paired AUC 0.5 exactly and the paired drop 0. A weight that drops by 0.05 on every
+    corrupted frame under large content swings: the within AUC is blind-ish, the paired drop 0.05."""
+    T = 40
+    level = np.zeros(T)
+    level[10:20] = 0.7
+    content = np.where(level > 0, 0.2, 0.8) + np.linspace(0, 0.01, T)  # low on the burst frames anyway
+    fr = _frames({("none", 0.0): content, ("occlusion", 0.7): content.copy()}, level)
+    pairs = diag.paired_weights(fr)
+    assert len(pairs) == 1 and pairs.loc[0, "n_frames"] == 10
+    assert pairs.loc[0, "auc_paired"] == 0.5 and pairs.loc[0, "weight_drop"] == 0.0
+    assert diag.item_weights(fr).set_index("corruption").loc["occlusion", "visual_weight_auc"] == 1.0
+
+    swing = np.random.default_rng(0).uniform(0, 1, T)
+    fr2 = _frames({("none", 0.0): swing, ("occlusion", 0.7): swing - 0.05 * (level > 0)}, level)
+    p2 = diag.paired_weights(fr2)
+    assert p2.loc[0, "weight_drop"] == pytest.approx(0.05)
+    assert 0.5 < p2.loc[0, "auc_paired"] < 0.7  # every frame drops, but the rank AUC compares across frames
+    assert abs(diag.item_weights(fr2).set_index("corruption").loc["occlusion", "visual_weight_auc"] - 0.5) < 0.25
+
+
+def test_paired_weights_pairs_on_mixture_and_seed_and_breaks_down_by_kind():
+    """Pairs only within the same system, utterance, noise, SNR and training seed; traces of
+    different lengths are cut; an item without a clean partner or without corrupted frames gives
+    no pair; the breakdown per kind and severity and the oracle (weight = 1 - level) reads 1."""
+    T = 30
+    level = np.zeros(T)
+    level[5:15] = 1.0
+    parts = []
+    for s in (0, 1):
+        ones = np.ones(T)
+        parts.append(_frames({("none", 0.0): ones, ("frame-drop", 1.0): 1 - level,
+                              ("occlusion", 0.5): (1 - 0.5 * level)[: T - 3]}, level, seed=float(s)))
+        parts[-1].loc[parts[-1]["corruption"] == "occlusion", "corruption_level"] *= 0.5
+    fr = pd.concat(parts, ignore_index=True)
+    # a seed-2 corrupted item with no clean partner, and a corrupted item with no corrupted frame
+    orphan = _frames({("blur", 1.0): np.zeros(T)}, level, seed=2.0)
+    nocorr = _frames({("noise", 0.3): np.zeros(T)}, np.zeros(T), seed=0.0)
+    pairs = diag.paired_weights(pd.concat([fr, orphan, nocorr], ignore_index=True))
+    assert len(pairs) == 4 and set(pairs["corruption"]) == {"frame-drop", "occlusion"}
+    assert set(pairs["train_seed"]) == {0.0, 1.0}
+    assert (pairs["auc_paired"] == 1.0).all() and (pairs["n_frames"] == 10).all()
+    by = diag.paired_summary(pairs, n_boot=50).set_index(["corruption", "severity"])
+    assert by.loc[("frame-drop", 1.0), "weight_drop_paired"] == pytest.approx(1.0)
+    assert by.loc[("occlusion", 0.5), "weight_drop_paired"] == pytest.approx(0.5)
+    assert (by["n_pairs"] == 2).all() and (by["auc_paired"] == 1.0).all()
+    # a clean partner must not come from another seed: seed 1 without its clean item loses its pairs
+    fr_no1 = fr[~((fr["train_seed"] == 1.0) & (fr["corruption"] == "none"))]
+    assert set(diag.paired_weights(fr_no1)["train_seed"]) == {0.0}
+    assert diag.paired_weights(pd.DataFrame()).empty and diag.paired_summary(pd.DataFrame()).empty

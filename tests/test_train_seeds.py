@@ -242,6 +242,6 @@ def test_report_helpers_key_per_seed(tmp_path):
     no_seeds = diag.reliability_table(results.drop(columns="train_seed"), pd.DataFrame(), n_boot=400)
     w = with_seeds.iloc[0]
     n = no_seeds.iloc[0]
-    assert w["auc"] == pytest.approx(n["auc"]) and w["n_items"] == 12
+    assert w["auc_within"] == pytest.approx(n["auc_within"]) and w["n_items"] == 12
     # the seeds differ by 0.3: resampling them widens the CI well beyond the utterance-only one
-    assert (w["auc_ci_high"] - w["auc_ci_low"]) > 2 * (n["auc_ci_high"] - n["auc_ci_low"])
+    assert (w["auc_within_ci_high"] - w["auc_within_ci_low"]) > 2 * (n["auc_within_ci_high"] - n["auc_within_ci_low"])

@@ -232,13 +232,18 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
 
     # ---- reliability diagnostics -------------------------------------------------------------
     frames = diag.frame_table(df, rd.run_dir, side=rs.weights_side, progress=progress)
-    rel = diag.reliability_table(df, frames, systems=order, **kw)
-    rel_show = pd.DataFrame()
+    pairs = diag.paired_weights(frames)
+    rel = diag.reliability_table(df, frames, systems=order, pairs=pairs, **kw)
+    rel_show = rel_kind = pd.DataFrame()
     if not rel.empty:
         rel_show = rel.copy()
         has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"])
         rel_show = rel_show[rel_show["system"].isin(has_model)].reset_index(drop=True)
         write_frame(rel_show, ctx.tables / "reliability", title="Reliability-weight diagnostics")
+        rel_kind = diag.paired_summary(pairs, systems=order, **kw)
+        if not rel_kind.empty:
+            write_frame(rel_kind, ctx.tables / "reliability_by_corruption",
+                        title="Frame-paired reliability per corruption kind and severity")
     steps.update()
 
     # ---- efficiency ------------------------------------------------------------------------
@@ -304,7 +309,10 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         if figs.get(key):
             h.figure(figs[key][0], {"snr_delta_si_sdr": f"SI-SDR improvement vs input SNR (bands: {ci_what}).",
                                     "research": "Do reliability weights track corrupted video, and does it pay off? Left: "
-                                    "AUC of the visual weight separating clean from corrupted frames. Right: loss of "
+                                    "ROC AUC of the visual weight; bars: frame-paired (the corrupted frames with the "
+                                    "clean video against the same frames corrupted, same mixture and random draws: free "
+                                    "of frame content), diamonds: within utterance (clean vs corrupted frames of one "
+                                    "item). Right: loss of "
                                     "SI-SDR improvement from clean to fully corrupted video. Hatched: the diagnostics' controls "
                                     "(oracle: must read ~1; constant weight: 0.5), not competitors."}[key])
     h.section("Quality tables")
@@ -348,11 +356,17 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     if rel_show.empty:
         h.para("No system of this run wrote visual-weight traces; nothing to diagnose.")
     else:
-        h.para("Per system with a model: mean visual weight on clean / corrupted frames, ROC AUC of the weight "
-               "separating clean from corrupted frames (mean over utterance items with both, 95% CI; pooled over "
-               "frames), Spearman correlation of the item mean weight with SNR (clean video), and the drop of "
+        h.para("Per system with a model: the frame-paired ROC AUC (headline: on the frames a run corrupts, "
+               "the weight with the clean video of the same mixture against the weight with the corrupted video; "
+               "mean over pairs, 95% CI) and the mean paired weight drop; the within-utterance ROC AUC of the "
+               "weight separating clean from corrupted frames of one item (mean over items with both, 95% CI; "
+               "pooled over frames), which frame content can confound; mean visual weight on clean / corrupted "
+               "frames, Spearman correlation of the item mean weight with SNR (clean video), and the drop of "
                "SI-SDR improvement from clean to fully corrupted video. Systems without weights show only the drop.")
         h.raw(frame_table_html(rel_show, palette=ctx.pal))
+        if not rel_kind.empty:
+            h.heading("Frame-paired, per corruption kind and severity")
+            h.raw(frame_table_html(rel_kind, palette=ctx.pal))
     if figs.get("weight_dist"):
         h.figure(figs["weight_dist"][0], "Distribution of per-frame visual weights by frame corruption and by SNR.")
     if figs.get("compute") or not eff.empty:

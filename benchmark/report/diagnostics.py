@@ -11,13 +11,27 @@ model's reliability trace, and the AV-CVAE is compared through it beside the fus
 fusion weights stay in the traces), then the decoder-side weights (they shape the speech
 variance the EM uses), then the encoder side; the side is configurable.
 
-Numbers per system:
-* ``auc``: ROC AUC (sklearn, :func:`roc_auc`: the one AUC of the suite, also behind the per-row
-  ``visual_weight_auc`` of the results table) of the visual weight separating clean (positive)
-  from corrupted frames, per utterance item with both kinds of frames, averaged (with a
-  hierarchical bootstrap CI: training seeds, then utterances); 1 = the weight is always higher on clean frames, 0.5 = blind
-  to corruption (a constant weight reads exactly 0.5: all ties). ``auc_pooled`` pools all
-  frames of all such items.
+Numbers per system (two AUCs, both :func:`roc_auc`, the one AUC of the suite; definitions in
+``docs/fusion_weights.md``, "Diagnostics"):
+
+* ``auc_paired`` (the headline): frame-paired. For every (utterance, noise, SNR, training seed)
+  with both a clean-video run and a corrupted-video run (:func:`paired_weights`), the frames
+  corrupted in the corrupted run (level > 0) are taken twice: the weight there with the clean
+  video (positive) against the weight on the same frames with the corrupted video; averaged
+  over such pairs (all corruption kinds and severities; :func:`paired_summary` breaks it down
+  per kind and severity), with a hierarchical bootstrap CI (training seeds, then utterances).
+  Both classes hold the same frames, and with common random numbers (the EM's random streams
+  of an item derive from the mixture, not from the visual condition) the two runs see the same
+  audio and the same draws: only the video differs, so frame content cannot leak in. 1 = every
+  clean-video weight above every corrupted-video weight on those frames, 0.5 = blind (a
+  constant weight reads exactly 0.5). ``weight_drop_paired``: the mean over pairs of the mean
+  (clean minus corrupted) weight on those frames, with its CI.
+* ``auc_within``: within-utterance. The visual weight separating the clean (positive) from the
+  corrupted frames of one corrupted-video item, per item with both kinds of frames, averaged
+  (same CI); also behind the per-row ``visual_weight_auc`` of the results table. It compares
+  *different* frames, so anything that makes the corrupted frames' weight differ besides the
+  video (e.g. bursts falling on frames the weight is low on anyway) enters it.
+  ``auc_within_pooled`` pools all frames of all such items.
 * ``weights``: which trace gave the weights (``decoder``, ``encoder``, ...) or ``no weights``
   (e.g. the audio-only A-VAE: its AUC is NaN *because* it has no weights, not 0.5).
 * ``control``: non-empty for the diagnostics' controls, read from the fusion class's ``control``
@@ -188,6 +202,90 @@ def item_weights(frames: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: the columns that pair a corrupted-video run with the clean-video run of the same mixture
+_PAIR_KEYS = ("system", "utt_id", "noise", "snr_db", TRAIN_SEED_COLUMN)
+
+
+def paired_weights(frames: pd.DataFrame) -> pd.DataFrame:
+    """One row per (corrupted-video item, clean-video item of the same mixture) of a system.
+
+    ``frames`` is :func:`frame_table`. A corrupted item (``corruption`` not ``none``) is paired
+    with the clean-video item (``corruption == "none"``) of the same system, utterance, noise,
+    SNR and training seed (the first when there are several); frame ``t`` of one is frame ``t``
+    of the other (traces of different lengths are cut to the shorter one). On the frames the
+    corrupted run marks corrupted (level > 0): ``auc_paired`` = :func:`roc_auc` of the weights
+    with the clean video (positive) against the weights with the corrupted video on the same
+    frames, ``weight_drop`` = mean (clean minus corrupted) weight, ``weight_clean`` /
+    ``weight_corrupted`` their means, ``n_frames``. Items without a clean partner or without a
+    corrupted frame give no row. Columns: the pair keys present, corruption, severity, those.
+    """
+    need = {"system", "utt_id", "corruption", "frame", "visual_weight", "corruption_level"}
+    if frames is None or frames.empty or not need.issubset(frames.columns):
+        return pd.DataFrame()
+    keys = [c for c in _ITEM_KEYS if c in frames]
+    on = [c for c in _PAIR_KEYS if c in frames]
+    items = []
+    for key, g in frames.groupby(keys, dropna=False, sort=True):
+        g = g.sort_values("frame")
+        items.append({**dict(zip(keys, key)), "_w": g["visual_weight"].to_numpy(np.float64),
+                      "_level": g["corruption_level"].to_numpy(np.float64)})
+    it = pd.DataFrame(items)
+    if TRAIN_SEED_COLUMN in it:  # numeric; NaN (no seed) pairs with NaN
+        it[TRAIN_SEED_COLUMN] = pd.to_numeric(it[TRAIN_SEED_COLUMN], errors="coerce")
+    kind = it["corruption"].astype(str)
+    clean = it[kind == "none"].drop_duplicates(on)
+    corr = it[(kind != "none") & it["corruption"].notna()]
+    if clean.empty or corr.empty:
+        return pd.DataFrame()
+    extra = [c for c in ("corruption", "severity") if c in corr]
+    pairs = corr[on + extra + ["_w", "_level"]].merge(clean[on + ["_w"]], on=on, suffixes=("_x", "_0"))
+    rows = []
+    for r in pairs.to_dict("records"):
+        w0, wx, lev = r["_w_0"], r["_w_x"], r["_level"]
+        n = min(len(w0), len(wx), len(lev))
+        bad = lev[:n] > 0
+        if not bad.any():
+            continue
+        a, b = w0[:n][bad], wx[:n][bad]
+        rows.append({**{c: r[c] for c in on + extra}, "n_frames": int(bad.sum()),
+                     "auc_paired": roc_auc(np.concatenate([a, b]), np.r_[np.zeros(a.size, bool), np.ones(b.size, bool)]),
+                     "weight_drop": float(np.nanmean(a - b)), "weight_clean": float(np.nanmean(a)),
+                     "weight_corrupted": float(np.nanmean(b))})
+    return pd.DataFrame(rows)
+
+
+def paired_summary(pairs: pd.DataFrame, by: Sequence[str] = ("corruption", "severity"), *, n_boot: int = 2000,
+                   ci: float = 0.95, seed: int = 0, systems: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Per system (and per ``by``, e.g. corruption kind and severity): the mean over pairs of
+    :func:`paired_weights`' ``auc_paired`` and ``weight_drop`` with hierarchical bootstrap CIs
+    (training seeds, then utterances), the mean weights with clean / corrupted video on the
+    corrupted frames, ``n_pairs`` and ``n_frames``. Empty without pairs."""
+    if pairs is None or pairs.empty:
+        return pd.DataFrame()
+    by = [c for c in by if c in pairs]
+    rows = []
+    for key, g in pairs.groupby(["system"] + by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(["system"] + by, key))
+        clusters, sd = g["utt_id"].tolist(), _seeds(g)
+        for col, out in (("auc_paired", "auc_paired"), ("weight_drop", "weight_drop_paired")):
+            v = g[col].to_numpy(np.float64)
+            lo, hi = bootstrap_ci(v, clusters=clusters, seeds=sd, n_boot=n_boot, ci=ci,
+                                  seed=derive_seed(seed, out, *map(str, key)))
+            row.update({out: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan,
+                        f"{out}_ci_low": lo, f"{out}_ci_high": hi})
+        row.update({"weight_clean_video": float(g["weight_clean"].mean()),
+                    "weight_corrupted_video": float(g["weight_corrupted"].mean()),
+                    "n_pairs": int(len(g)), "n_frames": int(g["n_frames"].sum())})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if systems is not None:
+        order = {s: i for i, s in enumerate(systems)}
+        out = out.assign(_o=out["system"].map(lambda s: order.get(s, 1e9))).sort_values(["_o"] + by, kind="stable")
+        out = out.drop(columns="_o").reset_index(drop=True)
+    return out
+
+
 def control_of(fusion: object) -> str:
     """The ``control`` class attribute of the fusion registered as ``fusion`` ("positive control
     (oracle)", "negative control ...") or "" (a competitor, no fusion, or an unknown name)."""
@@ -256,14 +354,24 @@ def metric_drop(results: pd.DataFrame, metric: str = "delta_si_sdr", *, n_boot: 
     return pd.DataFrame(rows)
 
 
+#: the headline columns of :func:`reliability_table` (frame-paired), first after the labels
+_PAIRED_COLUMNS = ("auc_paired", "auc_paired_ci_low", "auc_paired_ci_high", "weight_drop_paired",
+                   "weight_drop_paired_ci_low", "weight_drop_paired_ci_high", "n_pairs_paired")
+
+
 def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metric: str = "delta_si_sdr",
                       n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
-                      systems: Optional[Sequence[str]] = None) -> pd.DataFrame:
+                      systems: Optional[Sequence[str]] = None, pairs: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """One row per system with weights (and per system with a metric drop): the numbers of the
-    module docstring. ``frames`` is :func:`frame_table` (may be empty: then the per-row weight
-    summaries of the results table are used)."""
+    module docstring, the paired AUC first. ``frames`` is :func:`frame_table` (may be empty:
+    then the within-utterance numbers come from the per-row weight summaries of the results
+    table, and the paired ones are NaN: they need the traces). ``pairs``: :func:`paired_weights`
+    of ``frames`` when already computed."""
     items = item_weights(frames) if frames is not None and not frames.empty else _item_weights_from_results(results)
     drop = metric_drop(results, drop_metric, n_boot=n_boot, ci=ci, seed=seed)
+    if pairs is None:
+        pairs = paired_weights(frames)
+    paired = paired_summary(pairs, (), n_boot=n_boot, ci=ci, seed=seed)
     rows = {}
     if not items.empty:
         for s, g in items.groupby("system", sort=True):
@@ -283,12 +391,17 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
                 res = sps.spearmanr(cleanvid["snr_db"].astype(float), cleanvid["visual_weight_mean"].astype(float))
                 rho, p_rho = float(res.statistic), float(res.pvalue)
             rows[s] = {
-                "system": s, "n_items": int(len(g)), "n_items_auc": int(ok.sum()),
+                "system": s, "n_items": int(len(g)), "n_items_auc_within": int(ok.sum()),
                 "weight_clean_frames": float(np.nanmean(g["visual_weight_mean_clean_frames"])) if g["visual_weight_mean_clean_frames"].notna().any() else np.nan,
                 "weight_corrupted_frames": float(np.nanmean(g["visual_weight_mean_corrupted_frames"])) if g["visual_weight_mean_corrupted_frames"].notna().any() else np.nan,
-                "auc": float(np.nanmean(auc)) if ok.any() else np.nan, "auc_ci_low": lo, "auc_ci_high": hi,
-                "auc_pooled": pooled, "corr_snr": rho, "corr_snr_p": p_rho,
+                "auc_within": float(np.nanmean(auc)) if ok.any() else np.nan, "auc_within_ci_low": lo,
+                "auc_within_ci_high": hi, "auc_within_pooled": pooled, "corr_snr": rho, "corr_snr_p": p_rho,
             }
+    for r in paired.to_dict("records"):
+        row = rows.setdefault(r["system"], {"system": r["system"]})
+        row.update({k: r[k] for k in ("auc_paired", "auc_paired_ci_low", "auc_paired_ci_high", "weight_drop_paired",
+                                      "weight_drop_paired_ci_low", "weight_drop_paired_ci_high")})
+        row["n_pairs_paired"] = r["n_pairs"]
     for r in drop.itertuples(index=False):
         row = rows.setdefault(r.system, {"system": r.system})
         row.update({"si_sdr_drop" if drop_metric == "delta_si_sdr" else f"{drop_metric}_drop": r.drop,
@@ -307,8 +420,12 @@ def reliability_table(results: pd.DataFrame, frames: pd.DataFrame, *, drop_metri
         row["weights"] = (sources.get(s) or "yes") if has else "no weights"
         row["control"] = control_of(fusion_of.get(s))
     out = pd.DataFrame(list(rows.values()))
-    if not out.empty:  # the labels next to the system: which are controls, which have no weights
-        out = out[["system", "control", "weights"] + [c for c in out.columns if c not in ("system", "control", "weights")]]
+    if not out.empty:  # the labels next to the system, then the headline (paired) AUC, then the rest
+        for c in _PAIRED_COLUMNS:
+            if c not in out:
+                out[c] = np.nan
+        first = ["system", "control", "weights", *_PAIRED_COLUMNS]
+        out = out[first + [c for c in out.columns if c not in first]]
     if systems is not None and not out.empty:
         order = {s: i for i, s in enumerate(systems)}
         out = out.sort_values("system", key=lambda c: c.map(lambda s: order.get(s, 1e9))).reset_index(drop=True)

@@ -183,11 +183,13 @@ def weight_distributions(frames: pd.DataFrame, pal: Mapping[str, str], order: Se
 
 
 def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence[str], stem: Path) -> list[Path]:
-    """One chart for every system with a model: left, the AUC of its visual weight separating
-    clean from corrupted frames (with CI; "no weights" when it has none); right, the drop of
+    """One chart for every system with a model: left, the AUCs of its visual weight (bars: the
+    frame-paired ``auc_paired``, the headline, free of frame-content confounds; open diamonds:
+    the within-utterance ``auc_within`` beside it; both with CIs, see
+    :mod:`benchmark.report.diagnostics`; "no weights" when it has none); right, the drop of
     SI-SDR improvement from clean to fully corrupted video (with CI). The diagnostics' controls
     (the ``control`` column, e.g. the oracle) are hatched and named as controls."""
-    if rel is None or rel.empty or not ({"auc", "si_sdr_drop"} & set(rel.columns)):
+    if rel is None or rel.empty or not ({"auc_paired", "auc_within", "si_sdr_drop"} & set(rel.columns)):
         return []
     plt = _plt()
     systems = [s for s in order if s in set(rel["system"])]
@@ -196,25 +198,42 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 0.48 * len(systems) + 1.6), sharey=True)
     cols = [colour_of(pal, s) for s in systems]
     control = {s: str(r.loc[s, "control"]) if "control" in r and isinstance(r.loc[s, "control"], str) else "" for s in systems}
+
+    def val(s: str, col: str) -> float:
+        return float(r.loc[s, col]) if col in r and pd.notna(r.loc[s, col]) else float("nan")
+
     ax = axes[0]
-    if "auc" in r:
-        for yi, s, c in zip(y, systems, cols):
-            a = r.loc[s, "auc"]
-            if np.isfinite(a):
-                lo, hi = r.loc[s, "auc_ci_low"], r.loc[s, "auc_ci_high"]
-                ax.barh(yi, a - 0.5, left=0.5, color=c, height=0.62, hatch="//" if control[s] else None)
-                if np.isfinite(lo):
-                    ax.errorbar(a, yi, xerr=[[a - lo], [hi - a]], color="#222", capsize=3, lw=1)
-                ax.text(max(a, hi if np.isfinite(hi) else a) + 0.01, yi, f"{a:.2f}", va="center", fontsize=9)
-            else:
-                why = "no weights" if "weights" not in r or r.loc[s, "weights"] == "no weights" else "no corrupted frames"
-                ax.text(0.51, yi, why, va="center", fontsize=9, color="#777", style="italic")
+    for yi, s, c in zip(y, systems, cols):
+        a, lo, hi = val(s, "auc_paired"), val(s, "auc_paired_ci_low"), val(s, "auc_paired_ci_high")
+        w, wlo, whi = val(s, "auc_within"), val(s, "auc_within_ci_low"), val(s, "auc_within_ci_high")
+        if np.isfinite(a):
+            ax.barh(yi, a - 0.5, left=0.5, color=c, height=0.62, hatch="//" if control[s] else None)
+            if np.isfinite(lo):
+                ax.errorbar(a, yi, xerr=[[a - lo], [hi - a]], color="#222", capsize=3, lw=1)
+            ax.text(max(a, hi if np.isfinite(hi) else a, whi if np.isfinite(whi) else a) + 0.01, yi,
+                    f"{a:.2f}" + (f" (within {w:.2f})" if np.isfinite(w) else ""), va="center", fontsize=8.5)
+        if np.isfinite(w):  # the within-utterance AUC beside it, slightly below the bar's centre
+            if np.isfinite(wlo):
+                ax.errorbar(w, yi - 0.2, xerr=[[w - wlo], [whi - w]], color="#777", capsize=2, lw=0.8)
+            ax.plot(w, yi - 0.2, "D", mfc="white", mec="#222", ms=5, zorder=4)
+        if not np.isfinite(a) and not np.isfinite(w):
+            why = "no weights" if "weights" not in r or r.loc[s, "weights"] == "no weights" else "no corrupted frames"
+            ax.text(0.51, yi, why, va="center", fontsize=9, color="#777", style="italic")
+        elif not np.isfinite(a):
+            ax.text(0.51, yi + 0.2, "no paired frames", va="center", fontsize=8, color="#777", style="italic")
     ax.axvline(0.5, color="#555", lw=0.9)
-    ax.set_xlim(0.45, 1.06)
-    ax.set_xlabel("AUC: visual weight, clean vs corrupted frames\n(0.5 = blind to corruption, 1 = perfect)")
+    lows = [val(s, k) for s in systems for k in ("auc_paired_ci_low", "auc_within_ci_low", "auc_paired", "auc_within")]
+    ax.set_xlim(min([0.35] + [v - 0.05 for v in lows if np.isfinite(v)]), 1.08)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#999", label="paired: same frames, clean vs corrupted video"),
+                       Line2D([], [], marker="D", ls="", mfc="white", mec="#222", label="within utterance: clean vs corrupted frames")],
+              fontsize=7.5, loc="lower left", frameon=False, bbox_to_anchor=(0, 1.06), borderaxespad=0)
+    ax.set_xlabel("ROC AUC of the visual weight\n(0.5 = blind to corruption, 1 = perfect)")
     ax.set_yticks(y)
     ax.set_yticklabels([f"{s}\n[{control[s]}]" if control[s] else s for s in systems])
-    ax.set_title("Do the weights see the corruption?", fontsize=11)
+    ax.set_title("Do the weights see the corruption?", fontsize=11, pad=34)
     ax = axes[1]
     if "si_sdr_drop" in r:
         for yi, s, c in zip(y, systems, cols):
@@ -226,7 +245,7 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
                     ax.errorbar(d, yi, xerr=[[d - lo], [hi - d]], color="#222", capsize=3, lw=1)
     ax.axvline(0, color="#555", lw=0.9)
     ax.set_xlabel("drop of ΔSI-SDR (dB), clean → fully corrupted video\n(smaller = more robust)")
-    ax.set_title("What does corrupted video cost?", fontsize=11)
+    ax.set_title("What does corrupted video cost?", fontsize=11, pad=34)
     fig.suptitle("Reliability weights vs robustness", fontweight="bold")
     fig.tight_layout()
     return save(fig, stem)
