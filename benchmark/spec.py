@@ -30,7 +30,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -194,7 +194,9 @@ class EnhanceSpec:
     algorithm_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     nmf_rank: int = field(default=10, metadata={"range": (1, 1000)})
     device: str = field(default="cpu", metadata={"choices": ("cpu", "cuda", "auto")})
-    frame_budget: int = field(default=20000, metadata={"range": (1, None)})
+    # padded STFT frames per enhancement batch; "auto": measured on a GPU (free memory over the
+    # bytes per frame of a probe batch), 20000 on CPU (models/enhancement/api.py)
+    frame_budget: Union[int, Literal["auto"]] = field(default="auto", metadata={"range": (1, None)})
     seed: int = 0
 
 

@@ -134,17 +134,38 @@ def prepare_item(
     return PreparedItem(index, inp.item_id, X, int(x.size), scale, lips, cp, npow, corr, pair_id=inp.pair_id or inp.item_id)
 
 
-def pack_by_budget(n_frames: Sequence[int], frame_budget: int, keys: Optional[Sequence[object]] = None) -> list[list[int]]:
+def pack_by_budget(n_frames: Sequence[int], frame_budget: int, keys: Optional[Sequence[object]] = None,
+                   pair_ids: Optional[Sequence[str]] = None) -> list[list[int]]:
     """Group item indices into batches whose *padded* size ``B * T_max`` stays within ``frame_budget``.
 
     Items are sorted by (key, length) first so that similar lengths share a batch (less
     padding); an item longer than the budget gets a batch of its own. Deterministic: ties are
     broken by the input index.
+
+    ``pair_ids`` (the items' random-stream ids, :attr:`PreparedItem.seed_id`): items that share
+    one (the clean- and corrupted-video items of a mixture, packed together across conditions)
+    are put in *different* batches of the same structure: the k-th item of each pair id (in input
+    order) goes with the k-th items of the pair ids seen as often, sorted by (key, length, pair
+    id). The items of a pair having equal lengths (one mixture), the batches of its k-th and its
+    j-th items are then alike row by row, so they meet the same arithmetic in the same row and an
+    audio-only model gives them bit-identical estimates (in one batch, two rows of a GEMM may
+    round differently in the last bit).
     """
     if frame_budget < 1:
         raise ValueError(f"frame_budget must be >= 1, got {frame_budget}")
     keys = list(keys) if keys is not None else [0] * len(n_frames)
-    order = sorted(range(len(n_frames)), key=lambda i: (repr(keys[i]), -int(n_frames[i]), i))
+    if pair_ids is None:
+        order = sorted(range(len(n_frames)), key=lambda i: (repr(keys[i]), -int(n_frames[i]), i))
+    else:
+        copy: list[int] = []
+        seen: dict[str, int] = {}
+        for p in pair_ids:
+            copy.append(seen.get(p, 0))
+            seen[p] = copy[-1] + 1
+        # (items of its pair id, which of them): items of pair ids seen as often go together
+        cls = [(seen[p], c) for p, c in zip(pair_ids, copy)]
+        order = sorted(range(len(n_frames)), key=lambda i: (cls[i], repr(keys[i]), -int(n_frames[i]), str(pair_ids[i]), i))
+        keys = [(cls[i], keys[i]) for i in range(len(keys))]
     batches: list[list[int]] = []
     cur: list[int] = []
     cur_key: object = None
@@ -161,6 +182,33 @@ def pack_by_budget(n_frames: Sequence[int], frame_budget: int, keys: Optional[Se
     if cur:
         batches.append(cur)
     return batches
+
+
+#: the frame budget of ``frame_budget="auto"`` off a GPU (and the spec's former default)
+DEFAULT_FRAME_BUDGET = 20000
+#: the share of the free device memory an ``auto`` frame budget plans to fill (the rest is the
+#: margin for the allocator's fragmentation and for batches whose per-frame use is above the probe's)
+AUTO_BUDGET_MARGIN = 0.6
+#: padded frames of the probe batch that measures the bytes per frame of ``frame_budget="auto"``
+PROBE_FRAMES = 2000
+
+
+def fit_frame_budget(free_bytes: int, bytes_per_frame: float, margin: float = AUTO_BUDGET_MARGIN,
+                     floor: int = PROBE_FRAMES) -> int:
+    """The frame budget that fits ``margin`` of ``free_bytes`` at ``bytes_per_frame`` (measured on a
+    probe batch), never below ``floor`` (the probe's own size, which did fit)."""
+    if bytes_per_frame <= 0:
+        return max(int(floor), DEFAULT_FRAME_BUDGET)
+    return max(int(floor), int(margin * float(free_bytes) / float(bytes_per_frame)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device out-of-memory error (``torch.OutOfMemoryError``, alias
+    ``torch.cuda.OutOfMemoryError``, or a CUDA/cuBLAS allocation failure raised as another error)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "cublas_status_alloc_failed" in text
 
 
 @dataclass

@@ -1,6 +1,17 @@
-"""Enhance stage: every (system, algorithm) on every mixed item, in batches of
-``RunOptions.enhance_chunk`` items per (system, algorithm, condition), so ``enhance()`` sees many
-inputs at once.
+"""Enhance stage: every (system, algorithm) on every mixed item, in jobs of many items, so
+``enhance()`` sees many inputs at once and packs them into batches by its frame budget.
+
+Packing (:func:`job_groups`): on CPU one job per (system, algorithm, training seed, condition,
+chunk of ``RunOptions.enhance_chunk`` items), run in parallel worker processes. On a GPU
+(``enhance.device: cuda``, or ``auto`` resolving to it) the items of **all conditions** of one
+(system, algorithm, training seed) go into one job (several jobs of at most
+:data:`GPU_JOB_ITEMS` items when there are more), and the jobs run one at a time in the main
+process (:func:`serial`), which keeps the CUDA context; each job loads its model once and
+``enhance()`` packs the items of every condition into batches up to its frame budget
+(``enhance.frame_budget: auto`` measures it on the device; a batch that runs out of memory is
+split in halves and retried). Packing is a scheduling choice: an item's random streams come from
+its ``pair_id`` and its own length, so its result does not depend on its batch (tested on CPU,
+where it is bit-identical; on a GPU equal within float tolerance, as any change of batch shape).
 
 Systems are the spec's baselines (model-free; ``nmf-only`` reads the speech-NMF dictionary of the
 train stage) and every (model entry, algorithm). A model class that declares
@@ -127,7 +138,7 @@ def cpu_threads(device: str):
 
 
 def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any], algorithm: str,
-                params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int, seed: int,
+                params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int | str, seed: int,
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
                 model_params: Optional[dict[str, Any]] = None, speech_nmf: Optional[str] = None,
                 train_seed: Optional[int] = None, seed_dir: str = "") -> JobOutput:
@@ -184,7 +195,16 @@ class EnhanceJob(StageJob):
     (``mix_ids``: (item_id, mix_id) pairs), the system, the algorithm and its settings, the model
     (the key of its train job, or role -> key for a composite) and the composite's params; not
     keyed: the run folder, the mixture rows (fixed by ``mix_ids``) and checkpoint paths (fixed by
-    the model keys). ``frame_budget`` is keyed only on a GPU (batching does not change CPU results)."""
+    the model keys). ``frame_budget`` is keyed only on a GPU (batching does not change CPU
+    results), as the spec's value (``"auto"`` stays ``"auto"``: the budget measured on the device
+    is not keyed, so a resumed run finds its jobs whatever memory is free).
+
+    The key depends on the job's composition (``mix_ids``), so a different packing makes new
+    keys: moving between CPU and GPU (``device`` is keyed anyway), another ``enhance_chunk``, or on
+    a GPU an added/removed condition or utterance (the one all-condition job of a (system,
+    algorithm) changes) reruns those jobs and leaves the old ones unused in the store. This is
+    correct (a key never stands for other items, and the rows and files of the new jobs replace
+    the old ones), only not incremental per item."""
 
     stage = "enhance"
     fn = staticmethod(enhance_job)
@@ -195,7 +215,7 @@ class EnhanceJob(StageJob):
     params: dict[str, Any]
     nmf_rank: int
     device: str
-    frame_budget: int
+    frame_budget: int | str
     seed: int
     model_params: Optional[dict[str, Any]] = None
     run_dir: str = field(default="", metadata=NOT_KEYED)
@@ -385,13 +405,34 @@ def systems(spec: Any, train_table: pd.DataFrame) -> list[tuple[dict[str, Any], 
     return out
 
 
+#: the most items of one enhancement job on a GPU (all conditions of a (system, algorithm,
+#: training seed) together): bounds the host memory of its inputs (lip frames at the STFT rate)
+#: and of its score job, which scores the items of one enhancement job
+GPU_JOB_ITEMS = 1024
+
+
 def serial(ctx: StageContext) -> bool:
-    """Enhancement on a GPU runs one job at a time in this process."""
+    """Enhancement on a GPU runs one job at a time in this process: the CUDA context and the
+    allocator's cache persist from job to job, and no two jobs compete for device memory."""
     return device_is_gpu(ctx.spec.enhance.device)
 
 
+def job_groups(ok: pd.DataFrame, gpu: bool, chunk: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(label, items) of the enhancement jobs of one (system, algorithm, training seed): on a GPU
+    the items of all conditions (sorted by condition and utterance) in jobs of at most
+    :data:`GPU_JOB_ITEMS`; else per condition in jobs of ``chunk`` items."""
+    if gpu:
+        parts = [("all-conditions", plain_records(ok.sort_values(["condition_id", "utt_id"])))] if len(ok) else []
+        chunk = GPU_JOB_ITEMS
+    else:
+        parts = [(str(cid), plain_records(grp.sort_values("utt_id"))) for cid, grp in ok.groupby("condition_id", sort=True)]
+    return [(f"{name}[{i}:{i + len(recs[i:i + chunk])}]", recs[i:i + chunk])
+            for name, recs in parts for i in range(0, len(recs), chunk)]
+
+
 def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd.DataFrame] = None) -> list[EnhanceJob]:
-    """One job per (system, algorithm, condition, chunk of the items mixed without error)."""
+    """The enhancement jobs of every (system, algorithm[, training seed]) over the items mixed
+    without error, packed by :func:`job_groups` (per condition on CPU, across conditions on a GPU)."""
     if done is not None:
         return []
     es = ctx.spec.enhance
@@ -399,6 +440,7 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
     ok = mixtures[mixtures["status"] == STATUS_OK] if len(mixtures) else mixtures
     version = stage_version("enhance")
     multi = len(ctx.spec.training.seed_list) > 1
+    groups = job_groups(ok, device_is_gpu(es.device), ctx.opts.enhance_chunk)
     jobs = []
     for sysd, alg, kw in systems(ctx.spec, upstream["train"]):
         if "blocked" in kw:
@@ -417,17 +459,14 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
             model, extra["speech_nmf"] = kw["speech_nmf"]["key"], kw["speech_nmf"]["checkpoint"]
         else:
             model = None
-        for cid, grp in ok.groupby("condition_id", sort=True):
-            recs = plain_records(grp.sort_values("utt_id"))
-            for i in range(0, len(recs), ctx.opts.enhance_chunk):
-                chunk = tuple(recs[i:i + ctx.opts.enhance_chunk])
-                jobs.append(EnhanceJob(
-                    mix_ids=tuple((c["item_id"], c["mix_id"]) for c in chunk), model=model, system=sysd,
-                    algorithm=alg, params=params, nmf_rank=es.nmf_rank, device=es.device,
-                    frame_budget=es.frame_budget, seed=em_seed(es.seed, ts, ctx.spec.training.seed),
-                    run_dir=str(ctx.run_dir), items=chunk, version=version,
-                    label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{cid}[{i}:{i + len(chunk)}]",
-                    **extra))
+        for where, recs in groups:
+            chunk = tuple(recs)
+            jobs.append(EnhanceJob(
+                mix_ids=tuple((c["item_id"], c["mix_id"]) for c in chunk), model=model, system=sysd,
+                algorithm=alg, params=params, nmf_rank=es.nmf_rank, device=es.device,
+                frame_budget=es.frame_budget, seed=em_seed(es.seed, ts, ctx.spec.training.seed),
+                run_dir=str(ctx.run_dir), items=chunk, version=version,
+                label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{where}", **extra))
     return jobs + plan_external(ctx, ok)
 
 
@@ -469,4 +508,5 @@ def upstream_failures(ctx: StageContext, upstream: dict[str, pd.DataFrame]) -> p
 
 __all__ = ["EnhanceJob", "ExternalJob", "external_job", "external_files", "external_systems", "plan_external",
            "MISSING_OUTPUT", "enhance_job", "load_model", "systems", "trained_by_seed", "em_seed", "plan", "collect", "upstream_failures", "serial",
+           "job_groups", "GPU_JOB_ITEMS",
            "cpu_threads", "BASELINE_KEY"]
