@@ -1,6 +1,6 @@
 """Clean-speech training of the speech VAEs, with early stopping and visual-reliability augmentation.
 
-:func:`train_model` trains one :class:`~benchmark.spec.ModelEntry` on the corpus's ``train`` split
+:func:`train_model` trains one :class:`~models.training_config.ModelEntry` on the corpus's ``train`` split
 (clean audio + clean lips; nothing noisy is ever seen), early-stops on the ``val`` split and
 writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` into ``out_dir``.
 
@@ -69,13 +69,13 @@ from tqdm.auto import tqdm
 
 from benchmark.configtools import from_dict, to_dict
 from benchmark.seeding import derive_seed, stable_hash
-from benchmark.spec import ModelEntry, TrainingSpec
 from benchmark.threads import torch_threads
 from models.augment import AudioMaskConfig, AugmentConfig, VisualAugmenter, degrade_audio
 from models.base import SpeechModel
 from models.checkpoint import build_model, load, save
 from models.features import ClipItem, chunk_bounds, load_split, pad_batch
 from models.spectral import STFTConfig, lips_to_stft_rate, per_frame_to_stft_rate
+from models.training_config import ModelEntry, TrainingSpec
 
 log = logging.getLogger(__name__)
 
