@@ -7,8 +7,12 @@ the frame was changed; the ground truth the reliability diagnostics compare agai
 of a corrupted frame is the severity of the corruption that changed it (1 for frames whose
 content is gone or from another time: drop, freeze, missing). Severity 0 is the identity.
 
-This module is light on purpose (numpy + OpenCV only): ``models/`` imports it for training
-augmentation.
+This package is light on purpose (numpy + OpenCV only): ``models/`` imports it for training
+augmentation. Layout: this ``__init__`` holds the registry, the contract (:func:`corruption`,
+:func:`finalise`), the shared frame schedules and the spec parser; each family is a module of its
+own (``occlusion``, ``spatial``, ``temporal``, ``bursty``), found by the registry on first lookup
+(the first three are also re-exported here); a new corruption is a new module that decorates its
+function with :func:`corruption`.
 
 Severity -> parameters (``s`` = severity, ``c = min(H, W) / 96`` scales spatial sizes from the
 96-px reference mouth crop of the AVSR literature; defaults from
@@ -55,7 +59,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import cv2
 import numpy as np
 
 from benchmark.registry import Registry
@@ -195,275 +198,6 @@ def _per_frame(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, 
 
 
 # ---------------------------------------------------------------------------------------------
-# occluders
-
-
-def _soft(alpha: np.ndarray, px: float) -> np.ndarray:
-    if px <= 0:
-        return alpha
-    k = 2 * int(np.ceil(2 * px)) + 1
-    return cv2.GaussianBlur(alpha, (k, k), px)
-
-
-def make_occluder(side: int, style: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """An occluder patch (float32 intensities 0..255) and its alpha ([0, 1]) of ``side`` px.
-
-    Styles: ``gray`` (flat square), ``hand`` (palm + 3-4 fingers with skin-like shading and
-    dark creases), ``object`` (a textured blob)."""
-    side = max(2, int(side))
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    if style == "gray":
-        return np.full((side, side), float(rng.uniform(80, 180)), np.float32), np.ones((side, side), np.float32)
-    tex = cv2.GaussianBlur(rng.standard_normal((side, side)).astype(np.float32), (0, 0), max(side / 12, 0.8))
-    tex /= max(float(np.abs(tex).max()), 1e-6)
-    alpha = np.zeros((side, side), np.float32)
-    if style == "hand":
-        base = float(rng.uniform(140, 210))
-        ang = float(rng.uniform(-0.5, 0.5))
-        c = (int(side * 0.5), int(side * 0.68))
-        cv2.ellipse(alpha, c, (int(side * 0.36), int(side * 0.3)), np.degrees(ang), 0, 360, 1.0, -1)
-        n_f = int(rng.integers(3, 5))
-        for i in range(n_f):
-            x0 = side * (0.22 + 0.56 * i / max(n_f - 1, 1))
-            top = side * rng.uniform(0.02, 0.2)
-            cv2.line(alpha, (int(x0), int(side * 0.6)), (int(x0 + side * 0.08 * np.sin(ang)), int(top)), 1.0,
-                     thickness=max(1, int(side * 0.15)), lineType=cv2.LINE_AA)
-        img = base * (0.85 + 0.15 * (1 - yy)) + 18 * tex  # light from above, skin texture
-        for i in range(n_f - 1):  # creases between fingers
-            xc = int(side * (0.22 + 0.56 * (i + 0.5) / max(n_f - 1, 1)))
-            img[: int(side * 0.55), max(0, xc - 1):xc + 1] -= 45
-        return np.clip(img, 0, 255).astype(np.float32), np.clip(_soft(alpha, side / 40), 0, 1)
-    if style == "object":
-        pts = []
-        for k in range(7):
-            a = 2 * np.pi * k / 7 + rng.uniform(-0.3, 0.3)
-            r = side * rng.uniform(0.32, 0.48)
-            pts.append((side / 2 + r * np.cos(a), side / 2 + r * np.sin(a)))
-        cv2.fillPoly(alpha, [np.array(pts, np.int32)], 1.0, lineType=cv2.LINE_AA)
-        img = float(rng.uniform(30, 220)) + 60 * tex + 25 * np.sin(2 * np.pi * rng.uniform(2, 5) * (xx + yy))
-        return np.clip(img, 0, 255).astype(np.float32), np.clip(_soft(alpha, side / 40), 0, 1)
-    raise CorruptionError(f"unknown occluder style {style!r} (gray, hand, object)")
-
-
-OCCLUDER_STYLES = ("gray", "hand", "object")
-OCCLUDER_PROBS = (0.25, 0.5, 0.25)
-
-
-def _paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, cx: int, cy: int) -> np.ndarray:
-    h, w = frame.shape
-    side = patch.shape[0]
-    x0, y0 = cx - side // 2, cy - side // 2
-    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    if fx1 <= fx0 or fy1 <= fy0:
-        return frame
-    out = frame.astype(np.float32)
-    a = alpha[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
-    p = patch[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
-    out[fy0:fy1, fx0:fx1] = a * p + (1 - a) * out[fy0:fy1, fx0:fx1]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def _occlude(frames: np.ndarray, s: float, rng: np.random.Generator, fraction: Optional[float], fixed: bool):
-    n, h, w = frames.shape
-    frac = 0.3 + 0.2 * s if fraction is None else fraction
-    side = int(round((0.25 + 0.45 * s) * min(h, w)))
-    out = frames.copy()
-    level = np.zeros(n, np.float32)
-    for idx in frame_schedule(n, frac, rng, scattered=0.2):
-        style = OCCLUDER_STYLES[int(rng.choice(len(OCCLUDER_STYLES), p=OCCLUDER_PROBS))]
-        patch, alpha = make_occluder(side, style, rng)
-        if fixed:
-            cx, cy = w // 2, h // 2
-        else:
-            cx, cy = int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.35, 0.75) * h)
-        for i in idx:
-            if not fixed:  # follow the mouth: small random walk
-                cx = int(np.clip(cx + rng.integers(-1, 2), 0, w - 1))
-                cy = int(np.clip(cy + rng.integers(-1, 2), 0, h - 1))
-            out[i] = _paste(frames[i], patch, alpha, cx, cy)
-            level[i] = s
-    return out, level
-
-
-@corruption("occlusion")
-def occlusion(frames, s, rng, *, fraction=None):
-    """Occluding patch (gray, hand-like or textured object; size by severity) over 30-50 % of the frames in bursts + scattered frames."""
-    return _occlude(frames, s, rng, fraction, fixed=False)
-
-
-@corruption("occlusion-center")
-def occlusion_center(frames, s, rng, *, fraction=None):
-    """Occlusion as 'occlusion' but with the patch fixed at the centre of the mouth crop."""
-    return _occlude(frames, s, rng, fraction, fixed=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# spatial degradations
-
-
-@corruption("blur")
-def gaussian_blur(frames, s, rng, *, fraction=None):
-    """Gaussian blur, sigma = 2 * severity px at the 96-px reference crop (scaled with crop size)."""
-    sigma = max(2.0 * s * _scale(frames), 1e-3)
-    k = 2 * int(np.ceil(3 * sigma)) + 1
-    return _spatial(frames, s, rng, fraction, _per_frame(lambda f: cv2.GaussianBlur(f, (k, k), sigma, borderType=cv2.BORDER_REFLECT)))
-
-
-def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
-    """A normalised line kernel of ``length`` px at ``angle_deg``."""
-    size = max(1, int(np.ceil(length)))
-    size += 1 - size % 2
-    k = np.zeros((size, size), np.float32)
-    c = size // 2
-    dx, dy = np.cos(np.radians(angle_deg)) * (length - 1) / 2, np.sin(np.radians(angle_deg)) * (length - 1) / 2
-    cv2.line(k, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1, cv2.LINE_AA)
-    if k.sum() <= 0:
-        k[c, c] = 1.0
-    return k / k.sum()
-
-
-@corruption("motion-blur")
-def motion_blur(frames, s, rng, *, fraction=None):
-    """Motion blur: line kernel of 1 + 8 * severity px (96-px reference crop), random angle in +/-45 deg."""
-    kern = motion_kernel(1 + 8 * s * _scale(frames), float(rng.uniform(-45, 45)))
-    return _spatial(frames, s, rng, fraction, _per_frame(lambda f: cv2.filter2D(f, -1, kern, borderType=cv2.BORDER_REFLECT)))
-
-
-@corruption("noise")
-def pixel_noise(frames, s, rng, *, fraction=None):
-    """Additive Gaussian pixel noise, variance 0.2 * severity on the [0, 1] scale, clipped."""
-    std = float(np.sqrt(0.2 * s))
-
-    def g(x, r):
-        y = x.astype(np.float32) / 255.0 + r.normal(0.0, std, size=x.shape).astype(np.float32)
-        return np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)
-
-    return _spatial(frames, s, rng, fraction, g)
-
-
-@corruption("salt-pepper")
-def salt_pepper(frames, s, rng, *, fraction=None):
-    """Salt-and-pepper noise: a fraction 0.27 * severity of the pixels set to 0 or 255."""
-    amount = 0.27 * s
-
-    def g(x, r):
-        y = x.copy()
-        u = r.random(x.shape)
-        y[u < amount / 2] = 0
-        y[(u >= amount / 2) & (u < amount)] = 255
-        return y
-
-    return _spatial(frames, s, rng, fraction, g)
-
-
-@corruption("lowres")
-def low_resolution(frames, s, rng, *, fraction=None):
-    """Low resolution: down-sample by a factor 1 - 0.75 * severity (area), up-sample back (bilinear)."""
-    h, w = frames.shape[1:]
-    f = 1.0 - 0.75 * s
-    size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
-
-    def one(x):
-        return cv2.resize(cv2.resize(x, size, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
-
-    return _spatial(frames, s, rng, fraction, _per_frame(one))
-
-
-def jpeg_quality(s: float) -> int:
-    """JPEG quality for severity ``s``: 95 at 0 down to 5 at 1."""
-    return int(round(95 - 90 * s))
-
-
-@corruption("jpeg")
-def jpeg(frames, s, rng, *, fraction=None):
-    """JPEG compression artefacts: re-encode with cv2.imencode at quality round(95 - 90 * severity)."""
-    q = jpeg_quality(s)
-
-    def one(x):
-        ok, buf = cv2.imencode(".jpg", x, [int(cv2.IMWRITE_JPEG_QUALITY), q])
-        if not ok:
-            raise CorruptionError("JPEG encoding failed")
-        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
-
-    return _spatial(frames, s, rng, fraction, _per_frame(one))
-
-
-@corruption("lighting")
-def lighting(frames, s, rng, *, fraction=None):
-    """Lighting change: a light gradient across the crop that darkens or brightens by up to 70 * severity %."""
-    h, w = frames.shape[1:]
-    a = float(rng.uniform(0, 2 * np.pi))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    d = ((xx / max(w - 1, 1) - 0.5) * np.cos(a) + (yy / max(h - 1, 1) - 0.5) * np.sin(a)) / 0.7071 * 0.5 + 0.5  # 0..1
-    sign = -1.0 if rng.random() < 0.5 else 1.0
-    gain = 1.0 + sign * 0.7 * s * (0.4 + 0.6 * np.clip(d, 0, 1))
-
-    def g(x, _r):
-        return np.clip(np.round(x.astype(np.float32) * gain), 0, 255).astype(np.uint8)
-
-    return _spatial(frames, s, rng, fraction, g)
-
-
-# ---------------------------------------------------------------------------------------------
-# temporal corruptions
-
-
-def _lost_frames(frames: np.ndarray, s: float, rng: np.random.Generator, fraction: Optional[float],
-                 fill: Callable[[np.ndarray], np.ndarray | int]) -> tuple[np.ndarray, np.ndarray]:
-    """50 % * severity of the frames (or ``fraction``; bursts + scattered) replaced by
-    ``fill(idx)``; level 1 there (their content is gone)."""
-    out = frames.copy()
-    level = np.zeros(len(frames), np.float32)
-    for idx in frame_schedule(len(frames), 0.5 * s if fraction is None else fraction, rng, scattered=0.3):
-        out[idx] = fill(idx)
-        level[idx] = 1.0
-    return out, level
-
-
-@corruption("frame-drop")
-def frame_drop(frames, s, rng, *, fraction=None):
-    """Frame drops: 50 % * severity of the frames (bursts + scattered) replaced by black; level 1."""
-    return _lost_frames(frames, s, rng, fraction, lambda idx: 0)
-
-
-@corruption("freeze")
-def freeze(frames, s, rng, *, fraction=None):
-    """Frozen frames: 50 % * severity of the frames (bursts + scattered) repeat the last good frame; level 1."""
-    return _lost_frames(frames, s, rng, fraction, lambda idx: frames[max(int(idx[0]) - 1, 0)])
-
-
-@corruption("low-fps")
-def low_fps(frames, s, rng, *, fraction=None):
-    """Lower frame rate: keep every k-th frame, k = 1 + round(4 * severity) (25 -> 5 fps), hold it k frames."""
-    n = len(frames)
-    k = 1 + int(round((MAX_FPS_DIVISOR - 1) * s))
-    phase = int(rng.integers(k))
-    i = np.arange(n)
-    src = np.clip(((i - phase) // k) * k + phase, 0, n - 1)
-    return frames[src], np.where(src != i, s, 0.0).astype(np.float32)
-
-
-def offset_frames(s: float) -> int:
-    """AV offset in frames for severity ``s`` (up to 10 frames = 400 ms at 25 fps)."""
-    return int(round(MAX_OFFSET_FRAMES * s))
-
-
-@corruption("offset")
-def av_offset(frames, s, rng, *, fraction=None):
-    """Audio-visual offset: lips shifted by round(10 * severity) frames (random direction; edges repeated)."""
-    n = len(frames)
-    shift = offset_frames(s) * (1 if rng.random() < 0.5 else -1)
-    src = np.clip(np.arange(n) - shift, 0, n - 1)
-    return frames[src], np.where(src != np.arange(n), s, 0.0).astype(np.float32)
-
-
-@corruption("missing")
-def missing(frames, s, rng, *, fraction=None):
-    """Missing video: every frame blank (black) for any severity > 0; level 1."""
-    return np.zeros_like(frames), np.ones(len(frames), np.float32)
-
-
-# ---------------------------------------------------------------------------------------------
 # specs: parse, compose, apply
 
 
@@ -547,3 +281,18 @@ def apply_corruption(frames: np.ndarray, spec: str, seed: int) -> tuple[np.ndarr
     if out is original:
         return original.copy(), level
     return finalise(original, out, level)
+
+
+# ---------------------------------------------------------------------------------------------
+# the built-in corruption families, one module each (the registry would also discover them on
+# first lookup; imported here so that their helpers stay importable from this package)
+
+from benchmark.conditions.corruptions.occlusion import (  # noqa: E402
+    OCCLUDER_PROBS, OCCLUDER_STYLES, make_occluder, occlusion, occlusion_center,
+)
+from benchmark.conditions.corruptions.spatial import (  # noqa: E402
+    gaussian_blur, jpeg, jpeg_quality, lighting, low_resolution, motion_blur, motion_kernel, pixel_noise, salt_pepper,
+)
+from benchmark.conditions.corruptions.temporal import (  # noqa: E402
+    av_offset, frame_drop, freeze, low_fps, missing, offset_frames,
+)
