@@ -98,7 +98,7 @@ class TrainingSpec:
     # auxiliary reliability loss on the fusions' per-frame visual weight, driven by the corruption
     # level of the visual augmentation (0 = off; set it per model: the label gets "+relsup"):
     # "rank" paired hinge (clean vs corrupted video of the same frame, reliability_margin * level),
-    # "penalty" level * w_v, "bce"/"mse" the first, ill-posed version (models/training.py)
+    # "penalty" level * w_v, "bce"/"mse" the first, ill-posed version (models/reliability.py)
     reliability_loss_weight: float = field(default=0.0, metadata={"range": (0.0, None)})
     reliability_loss: str = field(default="rank", metadata={"choices": ("rank", "penalty", "bce", "mse")})
     reliability_margin: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
