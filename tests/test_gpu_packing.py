@@ -217,3 +217,57 @@ def test_auto_budget_is_keyed_as_auto_on_a_gpu():
               algorithm="ldem", params={}, nmf_rank=4, device="cuda", frame_budget="auto", seed=0, version="1+x")
     a = stage.EnhanceJob(**kw)
     assert a.inputs["frame_budget"] == "auto" and a.key != stage.EnhanceJob(**dict(kw, frame_budget=500)).key
+
+
+def test_item_results_survive_a_change_of_packing(tiny_corpus, tmp_path, monkeypatch):
+    """Runner level: a job of another packing (all conditions together, as on a GPU) enhances only
+    the items no earlier job made with the same settings, and takes over the others' rows and
+    files; other settings, or a missing file, enhance again."""
+    import models.enhancement.api as api_mod
+    from benchmark.conditions.build import Condition, make_item, write_item
+    from benchmark.corpus.manifest import load_utterance, read_manifest
+    from models.checkpoint import save
+    from noise_sets import NOISES
+
+    df = read_manifest(tiny_corpus)
+    utt = load_utterance(tiny_corpus, df[df["split"] == "test"].iloc[0])
+    rows = [dict(write_item(make_item(utt, Condition("white", 0.0, corruption=c), NOISES.get("white")()), tmp_path),
+                 status="ok", mix_id=f"mix-{c}") for c in ("none", "occlusion@0.7")]
+    ckpt = save(_models()["a-vae"], tmp_path / "models" / "a-vae")
+    system = {"model_id": "a-vae", "model": "a-vae", "fusion": None}
+    seen: list[int] = []
+    real = api_mod.enhance
+
+    def counting(model, algorithm, inputs, **kw):
+        seen.append(len(inputs))
+        return real(model, algorithm, inputs, **kw)
+
+    monkeypatch.setattr(api_mod, "enhance", counting)
+
+    def job(items, params=FAST["ldem"]):
+        j = stage.EnhanceJob(mix_ids=tuple((r["item_id"], r["mix_id"]) for r in items), model="train-x", system=system,
+                             algorithm="ldem", params=params, nmf_rank=4, device="cpu", frame_budget="auto", seed=0,
+                             run_dir=str(tmp_path), items=tuple(items), checkpoint=str(ckpt), version="1+x")
+        return dataclasses.replace(j, item_keys=stage.item_keys(j))
+
+    first = job(rows[:1])  # per condition
+    packed = job(rows)  # all conditions
+    assert first.key != packed.key and first.item_keys[0] == packed.item_keys[0] != packed.item_keys[1]
+    out1 = first.fn(**first.kwargs)
+    wav = (tmp_path / out1.rows[0]["enhanced_path"]).read_bytes()
+    out2 = packed.fn(**packed.kwargs)
+    assert seen == [1, 1]  # the packed job enhanced only the new item
+    assert out2.rows[0] == out1.rows[0] and (tmp_path / out2.rows[0]["enhanced_path"]).read_bytes() == wav
+    assert all(r["status"] == "ok" for r in out2.rows) and set(out1.outputs) <= set(out2.outputs)
+    other = job(rows, params=dict(FAST["ldem"], n_iter=3))  # other settings: both again
+    other.fn(**other.kwargs)
+    assert seen[-1] == 2
+    again = job(rows)  # the markers now name the n_iter=3 keys: both again
+    again.fn(**again.kwargs)
+    assert seen[-1] == 2
+    (tmp_path / out2.rows[1]["traces_path"]).unlink()  # a missing file: that item again
+    again.fn(**again.kwargs)
+    assert seen[-1] == 1
+    nokeys = dataclasses.replace(again, item_keys=())  # no item keys: no reuse
+    nokeys.fn(**nokeys.kwargs)
+    assert seen[-1] == 2

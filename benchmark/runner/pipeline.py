@@ -15,9 +15,9 @@ included as status rows. The products:
 Job granularity: the corpus is one job; one training job per model entry (A-VAEs first, then
 the AV models that initialise from them); mixing in chunks of utterances per condition;
 enhancement in batches per (model, algorithm, condition; all conditions together on a GPU) so
-``enhance()`` sees many inputs at once; scoring: one job per chunk of items for the unprocessed mixtures' ``input_*`` scores
-(computed once per item, table ``score_input``), then one job per enhancement job that reuses
-them. A job's key hashes its settings, the keys (or content checksums) of what it reads, and
+``enhance()`` sees many inputs at once; scoring: one job per chunk of items for the unprocessed
+mixtures' ``input_*`` scores (computed once per item, table ``score_input``), then one job per
+enhancement job that reuses them. A job's key hashes its settings, the keys (or content checksums) of what it reads, and
 the stage code version, so a change of one setting reruns only what depends on it.
 
 The report (``RunOptions.report``) goes to ``RunOptions.report_dir``, by default

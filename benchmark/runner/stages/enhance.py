@@ -45,6 +45,7 @@ seeds axis).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,26 +142,43 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
                 params: dict[str, Any], nmf_rank: int, device: str, frame_budget: int | str, seed: int,
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
                 model_params: Optional[dict[str, Any]] = None, speech_nmf: Optional[str] = None,
-                train_seed: Optional[int] = None, seed_dir: str = "") -> JobOutput:
+                train_seed: Optional[int] = None, seed_dir: str = "",
+                item_keys: tuple[str, ...] = ()) -> JobOutput:
     """Enhance a batch of mixtures with one (model, algorithm); one row per item (errors per item).
     ``speech_nmf``: the ``nmf-only`` baseline's dictionary (its ``dictionary`` parameter);
     ``train_seed``: the training seed of the model (None: not trained here), written to every row;
-    ``seed_dir``: the sub-folder of the files (``seed-<s>`` with several training seeds)."""
+    ``seed_dir``: the sub-folder of the files (``seed-<s>`` with several training seeds);
+    ``item_keys``: one key per item (:func:`item_keys`; empty: none): an item whose files carry
+    its key (:func:`reused_row`, written by an earlier job with another packing) is not enhanced
+    again; its row and files are taken over."""
     from benchmark.audio_io import write_audio
     from models.enhancement.api import enhance
 
     rd = Path(run_dir)
+    key = model_key(system["model_id"]) if system["model_id"] else BASELINE_KEY
+    rels = [Path("enhanced") / key / seed_dir / algorithm / it["condition_id"] / f"{it['utt_id']}.wav" for it in items]
+    ikeys = list(item_keys) or [""] * len(items)
+    reused = {it["item_id"]: r for it, rel, k in zip(items, rels, ikeys) if (r := reused_row(rd, rel, k)) is not None}
+    todo = [it for it in items if it["item_id"] not in reused]
     if speech_nmf is not None:
         params = {**dict(params or {}), "dictionary": speech_nmf}
-    model = load_model(checkpoint, components, model_params, system.get("model"))
-    inputs = _load_inputs(rd, items, audio_visual=bool(getattr(model, "is_audio_visual", False)))
-    with cpu_threads(device):
-        outs = enhance(model, algorithm, inputs, params=params or None, nmf_rank=nmf_rank, device=device,
-                       frame_budget=frame_budget, seed=seed, progress=False)
+    outs = []
+    if todo:
+        model = load_model(checkpoint, components, model_params, system.get("model"))
+        inputs = _load_inputs(rd, todo, audio_visual=bool(getattr(model, "is_audio_visual", False)))
+        with cpu_threads(device):
+            outs = enhance(model, algorithm, inputs, params=params or None, nmf_rank=nmf_rank, device=device,
+                           frame_budget=frame_budget, seed=seed, progress=False)
+    if reused:
+        log.info("%s/%s: %d of %d item(s) reused from earlier jobs", key, algorithm, len(reused), len(items))
     by_id = {o.item_id: o for o in outs}
-    key = model_key(system["model_id"]) if system["model_id"] else BASELINE_KEY
     rows, outputs = [], []
-    for it in items:
+    for it, rel, ikey in zip(items, rels, ikeys):
+        if it["item_id"] in reused:
+            row = reused[it["item_id"]]
+            rows.append(row)
+            outputs += [p for p in (row["enhanced_path"], row["traces_path"], str(_done_path(rel))) if p]
+            continue
         o = by_id.get(it["item_id"])
         row = {"item_id": it["item_id"], **system, "train_seed": train_seed, "algorithm": algorithm,
                "enhanced_path": "", "traces_path": "",
@@ -173,7 +191,7 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
         elif not np.all(np.isfinite(o.estimate)):
             row["error"] = f"enhance: estimate has {int(np.sum(~np.isfinite(o.estimate)))} NaN/inf samples"
         else:
-            rel = Path("enhanced") / key / seed_dir / algorithm / it["condition_id"] / f"{it['utt_id']}.wav"
+            _done_path(rd / rel).unlink(missing_ok=True)  # a crash below leaves no stale marker
             write_audio(rd / rel, np.asarray(o.estimate, dtype=np.float32))
             outputs.append(str(rel))
             row.update(enhanced_path=str(rel), status=STATUS_OK, wall_time_s=float(o.wall_time_s), rtf=float(o.rtf))
@@ -185,8 +203,54 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
                 _save_npz(rd / trel, traces)
                 outputs.append(str(trel))
                 row["traces_path"] = str(trel)
+            if ikey:
+                _write_done(rd / rel, ikey, row)
+                outputs.append(str(_done_path(rel)))
         rows.append(row)
     return JobOutput(rows=rows, outputs=outputs)
+
+
+def _done_path(wav: Path) -> Path:
+    """The marker of an enhanced item: ``<utt_id>.item.json`` next to its ``.wav``."""
+    return wav.with_suffix(".item.json")
+
+
+def _write_done(wav: Path, item_key: str, row: dict[str, Any]) -> None:
+    import json
+
+    with atomic_path(_done_path(wav)) as tmp:
+        tmp.write_text(json.dumps({"item_key": item_key, "row": row}))
+
+
+def reused_row(run_dir: Path, wav: Path, item_key: str) -> Optional[dict[str, Any]]:
+    """The row of an item enhanced earlier with the same :func:`item_keys` key (its marker next to
+    its ``.wav`` names the key, and its files are present), or None (no key, no marker, another
+    key: other settings or code, or files missing)."""
+    import json
+
+    if not item_key:
+        return None
+    try:
+        done = json.loads((run_dir / _done_path(wav)).read_text())
+    except (OSError, ValueError):
+        return None
+    row = done.get("row") or {}
+    if done.get("item_key") != item_key or row.get("status") != STATUS_OK:
+        return None
+    if not all((run_dir / p).is_file() for p in (row.get("enhanced_path"), row.get("traces_path")) if p):
+        return None
+    return row
+
+
+def item_keys(job: "EnhanceJob") -> tuple[str, ...]:
+    """One key per item of ``job``: the job's keyed inputs with ``mix_ids`` replaced by the item's
+    own (item_id, mix_id), so the key of an item's result does not depend on its job's packing
+    (nor on the other items); everything else the job's key hashes (settings, model, seed,
+    device, code version) is in it."""
+    from benchmark.runner.jobs import job_key
+
+    base = {k: v for k, v in job.inputs.items() if k != "mix_ids"}
+    return tuple(job_key("enhance-item", {**base, "item": [i, m]}) for i, m in job.mix_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,11 +264,13 @@ class EnhanceJob(StageJob):
     is not keyed, so a resumed run finds its jobs whatever memory is free).
 
     The key depends on the job's composition (``mix_ids``), so a different packing makes new
-    keys: moving between CPU and GPU (``device`` is keyed anyway), another ``enhance_chunk``, or on
-    a GPU an added/removed condition or utterance (the one all-condition job of a (system,
-    algorithm) changes) reruns those jobs and leaves the old ones unused in the store. This is
-    correct (a key never stands for other items, and the rows and files of the new jobs replace
-    the old ones), only not incremental per item."""
+    job keys: another ``enhance_chunk``, or on a GPU an added/removed condition or utterance (the
+    one all-condition job of a (system, algorithm) changes). The results are kept per item
+    (``item_keys``, :func:`item_keys`: the same inputs with the item's own mix id instead of
+    ``mix_ids``, written in a marker next to each enhanced file), so such a new job enhances only
+    the items whose marker is missing or names another key and takes over the rows and files of
+    the others. Moving between CPU and GPU changes ``device``, which is keyed: everything reruns.
+    (The score stage's jobs are keyed by the enhancement job's key, so they rerun.)"""
 
     stage = "enhance"
     fn = staticmethod(enhance_job)
@@ -226,6 +292,8 @@ class EnhanceJob(StageJob):
     # fixed by the model's train key(s) and ``seed``, so not keyed
     train_seed: Optional[int] = field(default=None, metadata=NOT_KEYED)
     seed_dir: str = field(default="", metadata=NOT_KEYED)
+    # derived from the keyed fields (:func:`item_keys`)
+    item_keys: tuple[str, ...] = field(default=(), metadata=NOT_KEYED)
 
     def _keyed_names(self) -> list[str]:
         names = super()._keyed_names()
@@ -461,12 +529,13 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
             model = None
         for where, recs in groups:
             chunk = tuple(recs)
-            jobs.append(EnhanceJob(
+            job = EnhanceJob(
                 mix_ids=tuple((c["item_id"], c["mix_id"]) for c in chunk), model=model, system=sysd,
                 algorithm=alg, params=params, nmf_rank=es.nmf_rank, device=es.device,
                 frame_budget=es.frame_budget, seed=em_seed(es.seed, ts, ctx.spec.training.seed),
                 run_dir=str(ctx.run_dir), items=chunk, version=version,
-                label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{where}", **extra))
+                label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{where}", **extra)
+            jobs.append(dataclasses.replace(job, item_keys=item_keys(job)))
     return jobs + plan_external(ctx, ok)
 
 
