@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.spec import load_spec, preset_names
 
-SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full"]
+SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study"]
 
 
 def test_all_presets_shipped():
@@ -189,3 +189,25 @@ def test_upstream_failures_become_the_enhance_stages_failure_rows(tmp_path):
     assert rows.loc[("bad-item", "a-vae"), "error"] == "mix: boom"
     assert rows.loc[("ok-item", "av-vae/gated"), "error"].endswith("RuntimeError: nan loss")
     assert rows.loc[("ok-item", "av-vae/gated"), "snr_db"] == 0.0  # the item's identity columns
+
+
+def test_study_preset_answers_the_question():
+    """The study preset (issue 18): a corpus several times smoke's, three training seeds, a bursty
+    corruption beside clean video, the attention fusions plain and with reliability training, both
+    controls and both composites."""
+    from benchmark.spec import RELSUP_SUFFIX
+
+    spec, smoke = load_spec("study"), load_spec("smoke")
+    c, s = spec.corpus, smoke.corpus
+    assert c.n_train_speakers >= 32 and c.n_test_speakers >= 8 and c.n_babble_speakers > 0
+    assert c.n_train_speakers * c.utts_per_speaker >= 3 * s.n_train_speakers * s.utts_per_speaker
+    assert spec.training.seed_list == [0, 1, 2]
+    assert "none" in spec.conditions.corruptions and any(k.startswith("bursty") for k in spec.conditions.corruptions)
+    assert set(spec.conditions.noises) == {"white", "babble", "cafe", "street", "speech-shaped"}
+    labels = {m.label for m in spec.models}
+    for fusion in ("modality-attention", "cross-attention"):
+        assert {f"av-vae/{fusion}", f"av-vae/{fusion}{RELSUP_SUFFIX}"} <= labels
+    assert {"a-vae", "av-vae/concat", "av-cvae/concat", "av-vae/oracle-reliability", "av-vae/constant",
+            "mixture-vae", "switching-vae"} <= labels
+    assert spec.enhance.algorithms == ["ldem"] and not spec.enhance.algorithm_params  # published settings
+    assert {"noisy", "oracle-wiener", "nmf-only"} <= set(spec.enhance.baselines)
