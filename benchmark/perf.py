@@ -1,5 +1,9 @@
 """Speed benchmark of the enhancement algorithms (a script, not a test).
 
+(Over 400 lines on purpose: one command-line benchmark script, ``run_benchmark.py perf``; its
+parts -- timing, batch-size curves, profiles, device agreement, flag effects -- share the inputs,
+the model loading and the report formatting, and nothing in the pipeline imports it.)
+
 Side by side, in one run, on the same utterances: real-time factor and utterances per second of
 each algorithm, one-by-one (``frame_budget`` = 1: one utterance per batch) versus batched, on CPU
 and on CUDA when present, with the peak memory; plus the reference per-utterance NumPy MCEM

@@ -1,5 +1,10 @@
 """Experiment specification: dataclasses loaded from YAML presets.
 
+(Over 400 lines on purpose: this is the whole configuration schema -- one dataclass per section
+and its loading and validation -- so that a preset's keys and their checks are read in one place;
+the ``models`` and ``training`` sections are defined in :mod:`models.training_config` and
+re-exported here.)
+
 A preset may ``extends: <preset name or path>`` another one and override any key; the CLI
 overrides keys with ``--set section.key=value`` (the value is parsed as YAML). Every unknown
 key, wrong type or out-of-range value is a :class:`~benchmark.configtools.ConfigError` that

@@ -1,6 +1,10 @@
 """Speech VAEs of unsupervised AVSE: the audio-only ``a-vae`` and the audio-visual ``av-vae``
 (with any fusion of the zoo, and the AV-CVAE visual prior as a switch).
 
+(Over 400 lines on purpose: the VAE family -- config, shared base class, A-VAE, AV-VAE, AV-CVAE --
+whose subclasses implement encode / decode / prior on the base's shared input normalisation,
+output heads and loss; splitting would separate them from the code they build on.)
+
 ``a-vae`` (Leglaive et al. 2018; avse-vae ``myVAE``): encoder F -> 128 (tanh) -> (mu, logvar) of
 dim L; decoder L -> 128 (tanh) -> F speech log-variance; complex Gaussian likelihood (the
 Itakura-Saito divergence); prior N(0, I). Defaults: L = 16 (av-dkf; use ``latent_dim: 32`` for the

@@ -1,5 +1,8 @@
 """Built-in noise sources (generated locally, no download) and the :class:`NoiseSource` interface.
 
+(Over 400 lines on purpose: the :class:`NoiseSource` interface and the built-in generated
+noises, each class short, registered together by one function.)
+
 Every noise source, built in or loaded from disk (:mod:`noise_sets.loaders`), implements
 ``segment(n_samples, seed, split="test") -> float32 [n_samples]`` at 16 kHz.
 

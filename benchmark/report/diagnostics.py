@@ -1,5 +1,9 @@
 """Reliability-weight diagnostics: do a system's per-frame visual weights track reliability?
 
+(Over 400 lines on purpose: the reliability-weight diagnostics from traces to table in one
+module, which is also an entry of the score stage's code hash (:mod:`benchmark.runner.codehash`):
+splitting it would change what an edit reruns.)
+
 Works on any system whose traces hold ``weights_prior``, ``weights_decoder`` or
 ``weights_encoder`` ``[T, 2]`` (column 1 = visual; every fusion's weight follows the one
 definition of ``docs/fusion_weights.md``) -- fusions, the AV-CVAE and the inference-level

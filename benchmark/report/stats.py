@@ -1,6 +1,9 @@
 """Statistics of a results table: means with hierarchical bootstrap confidence intervals, and
 paired tests.
 
+(Over 400 lines on purpose: the statistics every table and chart relies on -- the hierarchical
+bootstrap, its summaries and the paired tests -- kept next to the derivation below.)
+
 Hierarchical bootstrap (training seeds, then utterances)
 --------------------------------------------------------
 A result row is one (utterance, condition, system[, training seed]). Its value depends on the

@@ -1,5 +1,8 @@
 """Paper-style tables: rows = systems, columns = SNR levels + average, one table per metric.
 
+(Over 400 lines on purpose: every table of the report, sharing the cell formatting and the
+Markdown / LaTeX writers.)
+
 Each cell is the mean over training seeds, utterances and conditions with the half-width of its
 hierarchical bootstrap CI (training seeds, then utterances: :mod:`benchmark.report.stats`; the
 caption states how many of each);

@@ -1,5 +1,9 @@
 """Shared helpers of the real-corpus adapters (GRID, TCD-TIMIT / NTCD-TIMIT, generic folder).
 
+(Over 400 lines on purpose: the one contract every real-corpus adapter builds on -- option
+checks, audio and lip loading, mouth cropping, speaker splits, the conversion loop -- imported by
+each adapter module.)
+
 Every adapter turns a corpus on disk (``CorpusSpec.options["source"]``) into the same corpus
 form as the synthetic generator: ``<root>/audio/<speaker>/<utt>.wav`` (16 kHz float32 mono),
 ``<root>/lips/<speaker>/<utt>.npy`` (uint8 ``N x H x W``, ``lip_size`` square) and
