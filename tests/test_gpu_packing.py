@@ -271,3 +271,10 @@ def test_item_results_survive_a_change_of_packing(tiny_corpus, tmp_path, monkeyp
     nokeys = dataclasses.replace(again, item_keys=())  # no item keys: no reuse
     nokeys.fn(**nokeys.kwargs)
     assert seen[-1] == 2
+    again.fn(**again.kwargs)  # (nokeys left no markers)
+    assert seen[-1] == 2
+    again.fn(**again.kwargs)
+    assert len(seen) == 7  # all reused: enhance() not called
+    forced = dataclasses.replace(again, reuse_items=False)  # --force enhance: no reuse
+    forced.fn(**forced.kwargs)
+    assert seen[-1] == 2 and len(seen) == 8

@@ -143,14 +143,14 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
                 checkpoint: Optional[str] = None, components: Optional[dict[str, str]] = None,
                 model_params: Optional[dict[str, Any]] = None, speech_nmf: Optional[str] = None,
                 train_seed: Optional[int] = None, seed_dir: str = "",
-                item_keys: tuple[str, ...] = ()) -> JobOutput:
+                item_keys: tuple[str, ...] = (), reuse_items: bool = True) -> JobOutput:
     """Enhance a batch of mixtures with one (model, algorithm); one row per item (errors per item).
     ``speech_nmf``: the ``nmf-only`` baseline's dictionary (its ``dictionary`` parameter);
     ``train_seed``: the training seed of the model (None: not trained here), written to every row;
     ``seed_dir``: the sub-folder of the files (``seed-<s>`` with several training seeds);
     ``item_keys``: one key per item (:func:`item_keys`; empty: none): an item whose files carry
     its key (:func:`reused_row`, written by an earlier job with another packing) is not enhanced
-    again; its row and files are taken over."""
+    again; its row and files are taken over (not with ``reuse_items`` False: ``--force``)."""
     from benchmark.audio_io import write_audio
     from models.enhancement.api import enhance
 
@@ -158,7 +158,8 @@ def enhance_job(run_dir: str, items: list[dict[str, Any]], system: dict[str, Any
     key = model_key(system["model_id"]) if system["model_id"] else BASELINE_KEY
     rels = [Path("enhanced") / key / seed_dir / algorithm / it["condition_id"] / f"{it['utt_id']}.wav" for it in items]
     ikeys = list(item_keys) or [""] * len(items)
-    reused = {it["item_id"]: r for it, rel, k in zip(items, rels, ikeys) if (r := reused_row(rd, rel, k)) is not None}
+    reused = {it["item_id"]: r for it, rel, k in zip(items, rels, ikeys)
+              if reuse_items and (r := reused_row(rd, rel, k)) is not None}
     todo = [it for it in items if it["item_id"] not in reused]
     if speech_nmf is not None:
         params = {**dict(params or {}), "dictionary": speech_nmf}
@@ -294,6 +295,7 @@ class EnhanceJob(StageJob):
     seed_dir: str = field(default="", metadata=NOT_KEYED)
     # derived from the keyed fields (:func:`item_keys`)
     item_keys: tuple[str, ...] = field(default=(), metadata=NOT_KEYED)
+    reuse_items: bool = field(default=True, metadata=NOT_KEYED)  # False when the stage is forced
 
     def _keyed_names(self) -> list[str]:
         names = super()._keyed_names()
@@ -535,7 +537,7 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
                 frame_budget=es.frame_budget, seed=em_seed(es.seed, ts, ctx.spec.training.seed),
                 run_dir=str(ctx.run_dir), items=chunk, version=version,
                 label=f"{sysd['model_id'] or 'baseline'}{tag}/{alg}/{where}", **extra)
-            jobs.append(dataclasses.replace(job, item_keys=item_keys(job)))
+            jobs.append(dataclasses.replace(job, item_keys=item_keys(job), reuse_items="enhance" not in ctx.opts.force))
     return jobs + plan_external(ctx, ok)
 
 
