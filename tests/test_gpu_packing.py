@@ -278,3 +278,39 @@ def test_item_results_survive_a_change_of_packing(tiny_corpus, tmp_path, monkeyp
     forced = dataclasses.replace(again, reuse_items=False)  # --force enhance: no reuse
     forced.fn(**forced.kwargs)
     assert seen[-1] == 2 and len(seen) == 8
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_plan_packs_all_conditions_on_a_gpu(tmp_path, device):
+    """The stage's plan: per (system, algorithm, condition) on CPU; one job per (system,
+    algorithm) over every condition on a GPU, with per-item keys independent of the packing."""
+    from benchmark.runner.context import StageContext
+    from benchmark.runner.pipeline import RunOptions
+    from benchmark.runner.store import RunStore
+    from benchmark.spec import load_spec
+
+    spec = load_spec("smoke", ["models=[{name: a-vae}]", "enhance.algorithms=[ldem]", "enhance.baselines=[noisy]",
+                               f"enhance.device={device}"])
+    ctx = StageContext(spec, tmp_path, RunOptions(), RunStore(tmp_path))
+    base = dict(speaker="s", noise="white", snr_db=0.0, snr_definition="energy", severity=float("nan"), seed=0,
+                mixture_path="m.wav", clean_path="c.wav", fps=25.0, status="ok", error="")
+    mix = pd.DataFrame([dict(base, utt_id=u, condition_id=c, corruption=c, item_id=f"{c}/{u}", mix_id=f"m-{c}-{u}")
+                        for c in ("none", "blur") for u in ("u0", "u1", "u2")])
+    train = pd.DataFrame([{"label": "a-vae", "key": "k1", "checkpoint": "/x.pt", "status": "ok", "error": ""}])
+    jobs = stage.plan(ctx, {"mix": mix, "train": train})
+    per_system = {}
+    for j in jobs:
+        per_system.setdefault(j.system["model_id"], []).append(j)
+        assert len(j.item_keys) == len(j.items) and j.reuse_items
+    assert sorted(per_system) == ["", "a-vae"]
+    for sys_jobs in per_system.values():
+        assert sorted(i["item_id"] for j in sys_jobs for i in j.items) == sorted(mix["item_id"])
+        conds = [{i["condition_id"] for i in j.items} for j in sys_jobs]
+        assert conds == ([{"blur", "none"}] if device == "cuda" else [{"blur"}, {"none"}])
+    # another packing (one item per job): other job keys, the same item keys
+    ctx1 = StageContext(spec, tmp_path, RunOptions(enhance_chunk=1), RunStore(tmp_path))
+    jobs1 = stage.plan(ctx1, {"mix": mix, "train": train}) if device == "cpu" else []
+    if jobs1:
+        keys = lambda js: {(j.system["model_id"], i["item_id"]): k for j in js for i, k in zip(j.items, j.item_keys)}  # noqa: E731
+        assert len(jobs1) == 12 and {j.key for j in jobs1}.isdisjoint(j.key for j in jobs)
+        assert keys(jobs1) == keys(jobs) and len(set(keys(jobs).values())) == 12
