@@ -6,8 +6,13 @@ visual embeddings ``[B, T, D]``; registered in :data:`models.registry.FRONTENDS`
 * ``linear-std``: the ``linear`` network with two deliberate deviations from the published one,
   for the reliability weights (``docs/fusion_weights.md`` "Learning reliability"): each frame's
   pixels are standardised (centred, unit variance over the frame) before the first layer, and
-  the output layer is linear (no final ReLU), so no output unit can die and the gradient of a
-  loss on the fusion weights reaches every unit.
+  the output layer is linear (no final ReLU), so no output unit can die (the hidden layer keeps
+  its ReLU). Measured on the smoke corpus (gated fusion,
+  15 epochs from the A-VAE; ``docs/fusion_weights.md`` "Learning reliability"): no constant
+  output unit after training (``linear``: 87-91 %), occluded vs clean frames linearly separable
+  from the embedding (AUC 0.99-1.00; ``linear``: 0.53-0.78); with audio masking and the rank
+  supervision the visual weight then tracks pixel noise and black frames, but hardly occlusion.
+  Not the default: the published network stays ``linear``.
 * ``cnn2d``: a small per-frame 2-D CNN (3 strided conv layers, global average pooling, linear).
 * ``cnn3d``: a small spatio-temporal 3-D CNN (temporal kernel 3 in the first two layers, strided
   spatially), in the spirit of the 3-D conv front-end of lip-reading networks (much smaller).
