@@ -27,11 +27,7 @@ HARNESS = ("benchmark.runner", "benchmark.report", "benchmark.commands", "benchm
            "benchmark.perf_grid")
 BELOW_HARNESS_DIRS = ("benchmark/conditions", "benchmark/corpus", "benchmark/metrics", "noise_sets")
 #: (importing module, imported module) pairs allowed to point upwards, with the reason
-KNOWN_UPWARD = {
-    # the corpus folder name hashes the corpus stage's code version; codehash is a pure-ast
-    # module of the runner that imports nothing else of the harness (lazy import, in settings_hash)
-    ("benchmark.corpus.build", "benchmark.runner.codehash"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()  # none: the code hash lives in benchmark.codehash, not in the runner
 
 
 def module_name(path: Path) -> str:

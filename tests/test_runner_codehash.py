@@ -1,5 +1,5 @@
 """Cache keys follow the code: each stage's code version is a hash of the source files its
-results depend on (:mod:`benchmark.runner.codehash`), so editing the EM reruns enhancement and
+results depend on (:mod:`benchmark.codehash`), so editing the EM reruns enhancement and
 scoring and nothing else, and ``status`` shows the jobs such an edit has made stale.
 
 The hash covers file bytes: a comment-only edit of a covered file changes it too (and reruns
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.runner import codehash
-from benchmark.runner.codehash import (
+from benchmark import codehash
+from benchmark.codehash import (
     HARNESS, NOT_HARNESS, STAGE_ENTRIES, code_hash, module_closure, stage_code, stage_version,
 )
 
@@ -313,7 +313,7 @@ def test_editing_the_enhancement_reruns_enhance_and_score_only(tmp_path, tiny_co
     from test_pipeline_e2e import reduced_preset
 
     root = copy_source(tmp_path / "src")
-    probe = subprocess.run([sys.executable, "-c", "import benchmark.runner.codehash as c; print(c.REPO_ROOT)"],
+    probe = subprocess.run([sys.executable, "-c", "import benchmark.codehash as c; print(c.REPO_ROOT)"],
                            cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True)
     assert Path(probe.stdout.strip()) == root.resolve(), probe.stderr  # the copy is what runs
     preset = reduced_preset(tmp_path, tiny_corpus)

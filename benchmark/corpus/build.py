@@ -48,10 +48,10 @@ def corpus_settings(spec: CorpusSpec) -> dict[str, Any]:
 
 def settings_hash(spec: CorpusSpec) -> str:
     """A short hash of the corpus identity: :func:`corpus_settings` and the corpus stage's code
-    hash (:func:`benchmark.runner.codehash.stage_code`: the builders, the manifest contract and
+    hash (:func:`benchmark.codehash.stage_code`: the builders, the manifest contract and
     what they import), so a corpus built by other corpus code is not reused but rebuilt (in a new
     ``data/corpus/<name>-<hash>`` folder, or in place at an explicit root)."""
-    from benchmark.runner.codehash import stage_code
+    from benchmark.codehash import stage_code
 
     return stable_hash(json.dumps(corpus_settings(spec), sort_keys=True, default=str), stage_code("corpus").digest,
                        length=12)

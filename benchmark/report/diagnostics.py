@@ -1,7 +1,7 @@
 """Reliability-weight diagnostics: do a system's per-frame visual weights track reliability?
 
 (Over 400 lines on purpose: the reliability-weight diagnostics from traces to table in one
-module, which is also an entry of the score stage's code hash (:mod:`benchmark.runner.codehash`):
+module, which is also an entry of the score stage's code hash (:mod:`benchmark.codehash`):
 splitting it would change what an edit reruns.)
 
 Works on any system whose traces hold ``weights_prior``, ``weights_decoder`` or

@@ -117,7 +117,7 @@ class StageJob:
     stage: ClassVar[str] = ""
     fn: ClassVar[Callable[..., Any]]
     table_name: ClassVar[Optional[str]] = None
-    #: the stage's code version (:func:`benchmark.runner.codehash.stage_version`)
+    #: the stage's code version (:func:`benchmark.codehash.stage_version`)
     version: str = field(default="", kw_only=True, metadata=NOT_ARG)
     label: str = field(default="", kw_only=True, metadata={"keyed": False, "arg": False})
 

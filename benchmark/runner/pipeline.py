@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from benchmark.runner.codehash import STAGE_VERSIONS, stage_version  # noqa: F401 (re-exported)
+from benchmark.codehash import STAGE_VERSIONS, stage_version  # noqa: F401 (re-exported)
 from benchmark.runner.context import StageContext, trained
 from benchmark.runner.executors import SerialExecutor, make_executor
 from benchmark.runner.jobs import StageResult, run_jobs
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: each job's key hashes its stage's ``stage_version``: the runner's own version of the stage's
 #: job wiring (``STAGE_VERSIONS``) plus the hash of the source files the stage's results depend
-#: on, its own stage module included (:mod:`benchmark.runner.codehash`), so editing that code
+#: on, its own stage module included (:mod:`benchmark.codehash`), so editing that code
 #: reruns the stage and what follows.
 
 

@@ -1,7 +1,7 @@
 """What ``run.json`` records: resolved config, seeds, git commit, package versions, device and
 machine, each configured metric's exact definition, package and version (``metrics``), the code
 hash of every stage (``code``: version, digest, and the source files it covers,
-see :mod:`benchmark.runner.codehash`), and one entry per invocation (so a resumed run keeps its
+see :mod:`benchmark.codehash`), and one entry per invocation (so a resumed run keeps its
 history, including each invocation's stage code versions)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmark.runner.codehash import code_hashes
+from benchmark.codehash import code_hashes
 from benchmark.runner.store import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

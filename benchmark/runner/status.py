@@ -5,7 +5,7 @@ It reads the run folder (``plan.json``, the job records and ``run.json``), so it
 run is going on in another process, after it was killed, or after it finished; and the source
 of this checkout, for the stale jobs: a done job is *stale* when the code version its key
 hashed (``inputs.version`` of its record) is not the stage's current
-:func:`~benchmark.runner.codehash.stage_version` (its own code changed), or when it read a stale
+:func:`~benchmark.codehash.stage_version` (its own code changed), or when it read a stale
 job of an earlier stage (a training job whose A-VAE initialisation is stale; an enhancement job
 whose model is stale, or any when the mixing is stale; a scoring job whose enhancement job is
 stale, or an input-scoring job when the mixing is stale). The next ``run`` gives stale jobs new
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from benchmark.runner.codehash import REPO_ROOT, code_unit, stage_version
+from benchmark.codehash import REPO_ROOT, code_unit, stage_version
 from benchmark.runner.store import STATUS_DONE, RunStore
 
 log = logging.getLogger(__name__)

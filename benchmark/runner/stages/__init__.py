@@ -6,7 +6,7 @@ Each module has ``plan(ctx, upstream, done=None) -> list[job]`` (its jobs, one f
 stages before it; called again with this stage's table so far until it plans no new key, for
 stages that run in waves) and ``collect(ctx, jobs, result, upstream) -> DataFrame`` (its table,
 failures as ``status`` rows with the upstream reason), and its job functions. A stage module is
-in its own stage's code hash (:data:`benchmark.runner.codehash.STAGE_ENTRIES`).
+in its own stage's code hash (:data:`benchmark.codehash.STAGE_ENTRIES`).
 
 This package imports none of its modules at import time (a stage's code hash follows its parent
 packages' import-time imports): the job functions are reached by name through ``__getattr__``.

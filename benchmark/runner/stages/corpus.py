@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from benchmark.runner.codehash import stage_version
+from benchmark.codehash import stage_version
 from benchmark.runner.context import StageContext
 from benchmark.runner.jobs import JobOutput, StageJob, StageResult
 from benchmark.runner.store import STATUS_DONE

@@ -54,7 +54,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.runner.codehash import stage_version
+from benchmark.codehash import stage_version
 from benchmark.runner.context import (
     SPEECH_NMF, StageContext, device_is_gpu, failed_row, job_error, model_class, plain_records, seed_of,
 )

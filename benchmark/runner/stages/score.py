@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from benchmark.runner.codehash import stage_version
+from benchmark.codehash import stage_version
 from benchmark.runner.context import StageContext, failed_row, job_error, plain_records
 from benchmark.runner.jobs import NOT_ARG, NOT_KEYED, JobOutput, StageJob, StageResult
 from benchmark.schema import ITEM_COLUMNS, STATUS_FAILED, STATUS_OK, TRAIN_SEED_COLUMN, WEIGHT_COLUMNS

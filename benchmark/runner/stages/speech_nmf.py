@@ -2,7 +2,7 @@
 baseline, learned by :func:`models.enhancement.baselines.train_speech_nmf`.
 
 A module of its own so that its code unit (``speech-nmf`` in
-:data:`benchmark.runner.codehash.STAGE_ENTRIES`) covers the EM package it runs while the speech
+:data:`benchmark.codehash.STAGE_ENTRIES`) covers the EM package it runs while the speech
 models' training hash does not: :mod:`.train` plans it through ``importlib`` (no static import).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.runner.codehash import stage_version
+from benchmark.codehash import stage_version
 from benchmark.runner.context import SPEECH_NMF, StageContext
 from benchmark.runner.jobs import NOT_ARG, NOT_KEYED, JobOutput, StageJob
 

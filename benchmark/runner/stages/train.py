@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from benchmark.runner.codehash import stage_version
+from benchmark.codehash import stage_version
 from benchmark.runner.context import StageContext, device_is_gpu, job_error, model_class, seed_of
 from benchmark.runner.jobs import NOT_ARG, NOT_KEYED, JobOutput, StageJob, StageResult
 from benchmark.runner.store import STATUS_DONE

@@ -15,7 +15,8 @@ Modules that a registry loads by name (``Registry(..., modules=(...))``) or disc
 package (``package=``) are not found this way: each stage lists them among its entries (a
 package entry covers every module in it, so a new metric or noise file counts at once).
 Third-party and standard-library imports are ignored, and so are the harness modules of
-:data:`HARNESS` (runner, report, commands, CLI, perf tools): they plan, store and present
+:data:`HARNESS` (runner, report, commands, CLI, perf tools, and this module, which hashes code
+but computes no result): they plan, store and present
 results without changing them, so editing the report never reruns training. The exceptions
 (:data:`NOT_HARNESS`) compute results: each stage module of :mod:`benchmark.runner.stages`
 (its jobs' functions and their keys) is an entry of its own stage, so editing ``enhance_job``
@@ -41,11 +42,11 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 #: repository root of this checkout (holds ``benchmark/``, ``models/``, ``noise_sets/``)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("benchmark", "models", "noise_sets")
 #: modules (and packages) never followed: they do not change any stage's results
 HARNESS = ("benchmark.runner", "benchmark.report", "benchmark.commands", "benchmark.cli", "benchmark.perf",
-           "benchmark.perf_grid")
+           "benchmark.perf_grid", "benchmark.codehash")
 #: modules under :data:`HARNESS` that are followed all the same (they compute results): the
 #: stage modules and the reliability-weight summaries of the diagnostics
 NOT_HARNESS = ("benchmark.runner.stages", "benchmark.report.diagnostics")
