@@ -68,7 +68,9 @@ STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
     "corpus": ("benchmark.runner.stages.corpus", "benchmark.corpus.build", "benchmark.corpus.manifest",
                "benchmark.corpus.synthetic", "benchmark.corpus.adapters"),
     # speech-model training (the fusion zoo is filled through models.registry.FUSIONS)
-    "train": ("benchmark.runner.stages.train", "models.training", "models.vae", "models.fusion", "models.visual"),
+    "train": ("benchmark.runner.stages.train", "models.training", "models.vae", "models.fusion", "models.visual",
+              # the augmentation reaches the corruptions through their registry, by name
+              "benchmark.conditions.corruptions"),
     # (its job has a module of its own, which the train stage module imports by name only)
     "speech-nmf": ("benchmark.runner.stages.speech_nmf", "models.enhancement.baselines"),
     # the noise registry's modules (noise_sets) and the corruptions
