@@ -300,6 +300,29 @@ def match_norm(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return x * (torch.linalg.vector_norm(ref, dim=-1, keepdim=True) / nx)
 
 
+class ConvexMixFusion(Fusion):
+    """Base of the control fusions: ``h_a = tanh(W_a a)``, ``h_v = tanh(W_v v)``, and the convex mix
+    ``fused = (1 - w) h_a + w h_v'`` of the audio vector and the visual vector rescaled to its norm
+    (:func:`match_norm`), so that the shared visual-weight definition of ``docs/fusion_weights.md``
+    equals ``w`` exactly. Subclasses choose ``w`` per frame (a constant, the ground truth, ...)."""
+
+    def __init__(self, config: FusionConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        c = self.config
+        self.proj_a = nn.Linear(c.audio_dim, c.out_dim)
+        self.proj_v = nn.Linear(c.visual_dim, c.out_dim)
+
+    def projections(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h_a, h_v)``, each ``[..., T, out_dim]``."""
+        return torch.tanh(self.proj_a(audio)), torch.tanh(self.proj_v(visual))
+
+    @staticmethod
+    def mix(h_a: torch.Tensor, h_v: torch.Tensor, w: torch.Tensor) -> FusionOutput:
+        """The convex mix with per-frame visual weight ``w [..., T]``; weights ``[..., T, 2]``."""
+        wk = w.unsqueeze(-1)
+        return FusionOutput((1 - wk) * h_a + wk * match_norm(h_v, h_a), torch.stack([1 - w, w], dim=-1))
+
+
 def identity_(linear: nn.Linear, cols: slice | None = None) -> bool:
     """Set the input columns ``cols`` of ``linear`` to the identity and every other column and the
     bias to exactly zero, so ``linear([a; v]) == a`` bit for bit (the zero columns still receive

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from torch import nn
-
-from models.fusion.base import Fusion, FusionConfig, FusionOutput, identity_, match_norm
+from models.fusion.base import ConvexMixFusion, FusionConfig, FusionOutput, identity_
 from models.registry import FUSIONS
 
 
@@ -39,27 +37,17 @@ class ConstantConfig(FusionConfig):
 
 
 @FUSIONS.register("constant")
-class ConstantWeightFusion(Fusion):
+class ConstantWeightFusion(ConvexMixFusion):
     """Negative control: fixed convex mix of magnitude-matched streams, constant weight trace."""
 
     name = "constant"
     config_class = ConstantConfig
     control = "negative control (constant weight)"
 
-    def __init__(self, config: ConstantConfig | None = None, **kwargs) -> None:
-        super().__init__(config, **kwargs)
-        c = self.config
-        self.proj_a = nn.Linear(c.audio_dim, c.out_dim)
-        self.proj_v = nn.Linear(c.visual_dim, c.out_dim)
-
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor,
                 level: Optional[torch.Tensor] = None) -> FusionOutput:
-        w = self.config.visual_weight
-        h_a = torch.tanh(self.proj_a(audio))
-        h_v = torch.tanh(self.proj_v(visual))
-        fused = (1 - w) * h_a + w * match_norm(h_v, h_a)
-        weights = torch.tensor([1 - w, w], dtype=fused.dtype, device=fused.device).expand(*fused.shape[:-1], 2)
-        return FusionOutput(fused, weights)
+        h_a, h_v = self.projections(audio, visual)
+        return self.mix(h_a, h_v, torch.full_like(h_a[..., 0], self.config.visual_weight))
 
     def init_audio_identity(self) -> bool:
         return self.config.visual_weight == 0.0 and identity_(self.proj_a)

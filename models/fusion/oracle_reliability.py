@@ -31,9 +31,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import nn
-
-from models.fusion.base import Fusion, FusionConfig, FusionOutput, identity_
+from models.fusion.base import ConvexMixFusion, FusionConfig, FusionOutput, identity_
 from models.registry import FUSIONS
 
 
@@ -51,7 +49,7 @@ def oracle_visual_weight(level: Optional[torch.Tensor], like: torch.Tensor) -> t
 
 
 @FUSIONS.register("oracle-reliability")
-class OracleReliabilityFusion(Fusion):
+class OracleReliabilityFusion(ConvexMixFusion):
     """Positive control: convex mix of audio and (norm-matched) visual vectors with the true
     per-frame weight ``1 - level`` (an oracle; see the module docstring)."""
 
@@ -62,23 +60,10 @@ class OracleReliabilityFusion(Fusion):
     #: shown in the reliability table's ``control`` column
     control = "positive control (oracle)"
 
-    def __init__(self, config: OracleReliabilityConfig | None = None, **kwargs) -> None:
-        super().__init__(config, **kwargs)
-        c = self.config
-        self.proj_a = nn.Linear(c.audio_dim, c.out_dim)
-        self.proj_v = nn.Linear(c.visual_dim, c.out_dim)
-
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor,
                 level: Optional[torch.Tensor] = None) -> FusionOutput:
-        h_a = torch.tanh(self.proj_a(audio))
-        h_v = torch.tanh(self.proj_v(visual))
-        w = oracle_visual_weight(level, h_a[..., 0])  # [B, T]
-        na = torch.linalg.vector_norm(h_a, dim=-1, keepdim=True)
-        nv = torch.linalg.vector_norm(h_v, dim=-1, keepdim=True)
-        u_v = h_v * (na / nv.clamp_min(torch.finfo(h_v.dtype).tiny))
-        wk = w.unsqueeze(-1)
-        fused = (1 - wk) * h_a + wk * u_v
-        return FusionOutput(fused, torch.stack([1 - w, w], dim=-1))
+        h_a, h_v = self.projections(audio, visual)
+        return self.mix(h_a, h_v, oracle_visual_weight(level, h_a[..., 0]))  # w [B, T]
 
     def init_audio_identity(self) -> bool:
         """``W_a = I``, zero bias: on fully corrupted frames the output is the A-VAE's hidden layer."""
