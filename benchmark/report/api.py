@@ -2,6 +2,10 @@
 
 ``out_dir`` receives ``index.html`` (self-contained), ``summary.md``, ``tables/`` (Markdown,
 LaTeX booktabs, CSV) and ``figures/`` (PNG + PDF).
+
+(Over 400 lines on purpose: it is the one place that decides which table and figure the report
+holds and in which order; the computations live in ``stats``, ``tables``, ``plots`` and
+``diagnostics``.)
 """
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 Every function takes the palette of :func:`benchmark.report.style.report_palette`, so a system
 has one colour in every figure, and returns the list of files written (empty when the data
 needed is absent -- a figure is skipped, never faked).
+
+(Over 400 lines on purpose: one function per figure of the report, sharing one style context; a
+figure is easier to find here than spread over modules.)
 """
 from __future__ import annotations
 

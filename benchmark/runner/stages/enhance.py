@@ -1,6 +1,10 @@
 """Enhance stage: every (system, algorithm) on every mixed item, in jobs of many items, so
 ``enhance()`` sees many inputs at once and packs them into batches by its frame budget.
 
+(Over 400 lines on purpose: the stage's three job kinds -- model enhancement, baselines and the
+import of an outside system's files -- share one plan, one item identity and one per-item reuse
+rule, which the cache's correctness depends on; split, they would have to be kept in step.)
+
 Packing (:func:`job_groups`): on CPU one job per (system, algorithm, training seed, condition,
 chunk of ``RunOptions.enhance_chunk`` items), run in parallel worker processes. On a GPU
 (``enhance.device: cuda``, or ``auto`` resolving to it) the items of **all conditions** of one
