@@ -22,5 +22,5 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 fi
 echo "[setup] installing avfusion-bench and its extras" >&2
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,dnsmos]"
 echo "$want" > "$stamp"
