@@ -51,6 +51,8 @@ class CompositeConfig:
     # per-frame evidence of the conditional switch step: "laplace" (log joint + posterior entropy)
     # or "log_joint" (the former score, biased towards the narrower posterior; docs/switching_em.md)
     evidence: str = field(default="laplace", metadata={"choices": ("laplace", "log_joint")})
+    # "laplace" only: Gauss-Newton steps towards the mode (SwitchConfig.newton_steps)
+    newton_steps: int = field(default=2, metadata={"range": (0, 10)})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CompositeConfig":
@@ -65,6 +67,8 @@ class CompositeConfig:
                 raise ValueError(f"composite-model option {name}={v!r}: must be a probability strictly between 0 and 1")
         if cfg.latent_posterior not in ("conditional", "tempered"):
             raise ValueError(f"composite-model option latent_posterior={cfg.latent_posterior!r}: must be 'conditional' or 'tempered'")
+        if not isinstance(cfg.newton_steps, int) or not 0 <= cfg.newton_steps <= 10:
+            raise ValueError(f"composite-model option newton_steps={cfg.newton_steps!r}: must be an integer in [0, 10]")
         if cfg.evidence not in ("laplace", "log_joint"):
             raise ValueError(f"composite-model option evidence={cfg.evidence!r}: must be 'laplace' or 'log_joint'")
         for name in ("audio", "visual"):
@@ -169,7 +173,7 @@ class MixtureVAE(SpeechModel):
 
         c = self.config
         return SwitchConfig(kind=self.switch_kind, prior_av=c.prior_av, stay_prob=c.stay_prob, learn=c.learn_switch,
-                            latent_posterior=c.latent_posterior, evidence=c.evidence)
+                            latent_posterior=c.latent_posterior, evidence=c.evidence, newton_steps=c.newton_steps)
 
     def cost_summary(self, n_frames: int = 16) -> dict[str, int]:
         """Parameters and multiply-adds per frame of the two components together."""

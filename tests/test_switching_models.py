@@ -188,6 +188,22 @@ def test_evidence_option_reaches_the_switch(pair):
         CompositeConfig.from_dict({"evidence": "exact"})
 
 
+def test_newton_steps_option_reaches_the_switch_and_changes_the_evidence(pair, batch):
+    """``newton_steps`` (Gauss-Newton steps of the Laplace mode) goes from the composite's options
+    to the switch; 0 scores at the samples' mean, which gives a different (cheaper) evidence."""
+    assert MixtureVAE.from_models(*pair).switch_config().newton_steps == 2
+    m0 = MixtureVAE.from_models(*pair, newton_steps=0)
+    assert m0.switch_config().newton_steps == 0
+    with pytest.raises(ValueError, match="newton_steps"):
+        CompositeConfig.from_dict({"newton_steps": -1})
+    out = {}
+    for n in (0, 2):
+        model = MixtureVAE.from_models(*pair, newton_steps=n)
+        res = model.custom_enhance(batch, "ldem", {"n_iter": 3, "n_chains": 2}, rank=4, seed=0)
+        out[n] = res[0].traces["weights_decoder"]
+    assert not np.array_equal(out[0], out[2])
+
+
 def test_composites_run_through_run_em(pair, batch):
     """The mixture/switching VAEs use the one EM loop: run_em with the SwitchingEM algorithm and
     the composite model (one context per component) gives custom_enhance's results bit for bit,

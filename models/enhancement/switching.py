@@ -179,7 +179,7 @@ class SwitchingEM(EMAlgorithm):
             if final and r.weights is not None and comp.name == "visual":  # the AV model's own fusion weights
                 self._frame["av_component_weights_decoder"] = r.weights
             if laplace:
-                evs.append(laplace_evidence(comp, r.z_mean, X2, WH, g, mask))
+                evs.append(laplace_evidence(comp, r.z_mean, X2, WH, g, mask, newton_steps=self.switch.newton_steps))
         rate = torch.stack(acc).mean(0) if acc else torch.full((ctx.B,), float("nan"), device=ctx.device, dtype=X2.dtype)
         sig2 = torch.cat(sig_all, 0)
         emit = torch.stack(evs, -1) if laplace else emission_scores(
