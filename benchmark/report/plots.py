@@ -236,7 +236,7 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
     ax.set_xlabel("ROC AUC of the visual weight\n(0.5 = blind to corruption, 1 = perfect)")
     ax.set_yticks(y)
     ax.set_yticklabels([f"{s}\n[{control[s]}]" if control[s] else s for s in systems])
-    ax.set_title("Do the weights see the corruption?", fontsize=11, pad=34)
+    ax.set_title("Do the weights see the corruption?", fontsize=11, pad=60)
     ax = axes[1]
     if "si_sdr_drop" in r:
         for yi, s, c in zip(y, systems, cols):
@@ -248,7 +248,7 @@ def research_question(rel: pd.DataFrame, pal: Mapping[str, str], order: Sequence
                     ax.errorbar(d, yi, xerr=[[d - lo], [hi - d]], color="#222", capsize=3, lw=1)
     ax.axvline(0, color="#555", lw=0.9)
     ax.set_xlabel("drop of ΔSI-SDR (dB), clean → fully corrupted video\n(smaller = more robust)")
-    ax.set_title("What does corrupted video cost?", fontsize=11, pad=34)
+    ax.set_title("What does corrupted video cost?", fontsize=11, pad=60)
     fig.suptitle("Reliability weights vs robustness", fontweight="bold")
     fig.tight_layout()
     return save(fig, stem)
