@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.schema import STATUS_FAILED, STATUS_OK, item_id, model_key
+from benchmark.report.diagnostics import weight_summary
+from benchmark.schema import STATUS_FAILED, STATUS_OK, WEIGHT_COLUMNS, item_id, model_key
 from benchmark.seeding import rng
 
 SR = 16000
@@ -177,7 +178,7 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                         if first_seed:  # one audio file per system: the other seeds' rows share it
                             sf.write(ed / f"{utt}.wav", enh, SR, subtype="FLOAT")
                         traces_path = ""
-                        wmean = wclean = wcorr = wauc = np.nan
+                        weight_cols = dict.fromkeys(WEIGHT_COLUMNS, np.nan)
                         if sys.weights:
                             base = 0.55 + 0.02 * np.clip(-snr, -10, 10)
                             w = base - sys.weight_tracking * (corr_stft > 0) * sev + rs.normal(0, 0.08, n_stft)
@@ -188,14 +189,7 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                                 np.savez(ed / f"{utt}.npz", weights_encoder=we, weights_decoder=wd,
                                          corruption_stft=corr_stft, cost=np.linspace(10, 1, 20), frame_rate=FRAME_RATE)
                             traces_path = str((ed / f"{utt}.npz").relative_to(run))
-                            wmean = float(w.mean())
-                            if (corr_stft > 0).any() and (corr_stft == 0).any():
-                                from sklearn.metrics import roc_auc_score
-
-                                wclean, wcorr = float(w[corr_stft == 0].mean()), float(w[corr_stft > 0].mean())
-                                wauc = float(roc_auc_score(corr_stft == 0, w))
-                            else:
-                                wclean = wmean if not (corr_stft > 0).any() else np.nan
+                            weight_cols = weight_summary(w, corr_stft)  # as the runner's scoring does
                         elif sys.model_id:
                             if first_seed:
                                 np.savez(ed / f"{utt}.npz", corruption_stft=corr_stft, cost=np.linspace(10, 1, 20),
@@ -231,8 +225,7 @@ def write_fake_run(run_dir: str | Path, spec: FakeRunSpec | None = None) -> Path
                         res_rows.append({**ids, **seed_col, "model_id": mid, "model": sys.model, "fusion": sys.fusion,
                                          "algorithm": sys.algorithm, **metrics, "status": status, "error": err,
                                          "wall_time_s": wall, "rtf": wall / spec.duration_s,
-                                         "visual_weight_mean": wmean, "visual_weight_mean_clean_frames": wclean,
-                                         "visual_weight_mean_corrupted_frames": wcorr, "visual_weight_auc": wauc})
+                                         **weight_cols})
     pd.DataFrame(mix_rows).to_parquet(run / "mixtures.parquet", index=False)
     pd.DataFrame(enh_rows).to_parquet(run / "enhanced.parquet", index=False)
     res = pd.DataFrame(res_rows)
