@@ -161,3 +161,40 @@ def test_every_em_algorithm_on_one_file(ckpts, noisy, tmp_path, algorithm):
                  "--lips", str(noisy / "lips"), "--out", str(out), "--set", "n_iter=2", "--device", "cpu", "--no-progress"]) == 0
     y, sr = sf.read(out / "u1.wav")
     assert sr == 16000 and y.size == 16000 and np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("composite", ["mixture-vae", "switching-vae"])
+def test_composite_from_component_checkpoints(ckpts, noisy, tmp_path, composite):
+    """`--model mixture-vae|switching-vae --component audio=A --component visual=AV`: built from the
+    two checkpoints, run with its switching E-step; the per-frame AV responsibility is a trace."""
+    a, av = ckpts
+    out = tmp_path / composite
+    args = ["enhance-files", "--model", composite, "--component", f"audio={a}", "--component", f"visual={av}",
+            "--model-set", "stay_prob=0.9", "--algorithm", "ldem", "--input", str(noisy / "in" / "u1.wav"),
+            "--lips", str(noisy / "lips"), "--out", str(out), *FAST]
+    assert main(args) == 0
+    y, sr = sf.read(out / "u1.wav")
+    assert sr == 16000 and y.size == 16000 and np.all(np.isfinite(y))
+    traces = np.load(out / "u1.npz")
+    resp = [k for k in traces.files if "resp" in k or "switch" in k]
+    assert resp, traces.files
+    r = traces[resp[0]]
+    assert np.all((r >= 0) & (r <= 1))
+
+
+def test_composite_bad_arguments(ckpts, noisy, tmp_path):
+    a, av = ckpts
+    base = ["enhance-files", "--input", str(noisy / "in" / "u1.wav"), "--lips", str(noisy / "lips"),
+            "--out", str(tmp_path / "x"), *FAST]
+    comp = ["--component", f"audio={a}", "--component", f"visual={av}"]
+    assert main([*base, "--model", "mixture-vae", "--component", f"audio={a}"]) == 2  # a role missing
+    assert main([*base, "--model", "mixture-vae", *comp, "--component", f"video={av}"]) == 2  # unknown role
+    assert main([*base, "--model", "mixture-vae", "--component", f"audio={av}", "--component", f"visual={a}"]) == 2  # swapped
+    assert main([*base, "--model", "mixture-vae", *comp, "--model-set", "stay_prob=2"]) == 2  # out of range
+    assert main([*base, "--model", "mixture-vae", *comp, "--algorithm", "vem"]) == 2  # no switching E-step for VEM
+    assert main([*base, "--model", "a-vae", *comp]) == 2  # not a composite
+    assert main([*base, "--model", "mixture-vae", *comp, "--checkpoint", str(a)]) == 2  # both
+    assert main([*base, "--checkpoint", str(a), "--component", f"audio={a}"]) == 2  # --component without --model
+    assert main([*base, "--model", "mixture-vae", "--component", f"audio={a}", "--component",
+                 f"visual={tmp_path / 'nowhere'}"]) == 2  # unreadable checkpoint
+    assert not (tmp_path / "x" / "u1.wav").exists()

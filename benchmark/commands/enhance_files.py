@@ -22,7 +22,11 @@ the end and the exit status is 1 if any failed.
 
 ``--checkpoint`` is a checkpoint folder (or ``checkpoint.pt``) written by ``train``
 (``runs/<name>/models/<model>/``); the baselines (``noisy``, ``nmf-only`` with its
-``--set`` parameters) need none. ``--set key=value`` overrides a field of the algorithm's config
+``--set`` parameters) need none. The composites (``mixture-vae``, ``switching-vae``: a per-frame
+switch between an audio-only and an audio-visual VAE, no training of their own) are built from
+their components' checkpoints: ``--model mixture-vae --component audio=DIR --component visual=DIR``,
+with their options as ``--model-set key=value`` (``--model-set stay_prob=0.95``); they run the
+algorithms they define a switching E-step for (``mcem``, ``ldem``). ``--set key=value`` overrides a field of the algorithm's config
 (``--set n_iter=50``; values parsed as YAML). Random streams are seeded from ``--seed`` and each
 file's id, so a file's result does not depend on the other files.
 
@@ -30,8 +34,10 @@ Examples::
 
     python run_benchmark.py enhance-files --checkpoint runs/smoke/models/a-vae --algorithm ldem \\
         --input noisy/ --out enhanced/
-    python run_benchmark.py enhance-files --checkpoint runs/smoke/models/av-vae-gated --input noisy/wav.scp \\
+    python run_benchmark.py enhance-files --checkpoint runs/smoke/models/av-vae__gated --input noisy/wav.scp \\
         --lips mouths/ --out enhanced/ --set n_iter=50 --device auto
+    python run_benchmark.py enhance-files --model switching-vae --component audio=runs/smoke/models/a-vae \\
+        --component visual=runs/smoke/models/av-vae__concat --algorithm ldem --input noisy/ --lips mouths/ --out enhanced/
 """
 from __future__ import annotations
 
@@ -55,6 +61,12 @@ LIP_SUFFIXES = (".npy", ".npz", ".mp4", ".avi", ".mov", ".mkv")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="trained model: checkpoint folder or checkpoint.pt (not for baselines)")
+    p.add_argument("--model", default=None, metavar="COMPOSITE",
+                   help="a composite model built from --component checkpoints instead of --checkpoint (mixture-vae, switching-vae)")
+    p.add_argument("--component", dest="components", action="append", default=[], metavar="ROLE=CHECKPOINT",
+                   help="a component of --model, e.g. --component audio=DIR --component visual=DIR (repeatable)")
+    p.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="OPTION=VALUE",
+                   help="an option of --model, e.g. --model-set stay_prob=0.95 (repeatable)")
     p.add_argument("--algorithm", default="ldem", help="enhancement algorithm (`list algorithms`; default ldem)")
     p.add_argument("--input", required=True, help="noisy audio: folder (recursive), one wav/flac file, or a wav.scp list")
     p.add_argument("--lips", default=None, help="folder of mouth-region videos or .npy/.npz frames, matched by id")
@@ -93,6 +105,43 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set expects PARAM=VALUE, got {s!r}")
         out[key.strip()] = yaml.safe_load(val)
     return out
+
+
+def build_composite(name: str, components: list[str], overrides: list[str]) -> Any:
+    """The composite model ``name`` from ``ROLE=CHECKPOINT`` pairs (every role of its class's
+    ``components``, no other) and ``OPTION=VALUE`` options; ``ValueError`` naming what is wrong."""
+    import models
+    from benchmark.runner.context import model_class
+
+    try:
+        cls = model_class(name)
+    except KeyError as exc:
+        raise ValueError(f"--model {name!r}: {exc}") from None
+    roles = tuple(getattr(cls, "components", ()) or ())
+    if not getattr(cls, "is_composite", False) or not roles:
+        raise ValueError(f"--model {name!r} is not a composite; give a trained model's folder with --checkpoint")
+    paths: dict[str, str] = {}
+    for pair in components:
+        role, sep, path = pair.partition("=")
+        if not sep or not role.strip() or not path.strip():
+            raise ValueError(f"--component expects ROLE=CHECKPOINT, got {pair!r}")
+        if role.strip() not in roles:
+            raise ValueError(f"--component {role.strip()!r}: {name} has the roles {list(roles)}")
+        paths[role.strip()] = path.strip()
+    missing = [r for r in roles if r not in paths]
+    if missing:
+        raise ValueError(f"--model {name} needs --component {' '.join(f'{r}=CHECKPOINT' for r in missing)}")
+    options = parse_params(overrides)
+    clash = sorted(set(options) & set(roles))
+    if clash:
+        raise ValueError(f"--model-set {clash}: give the components with --component")
+    loaded = []
+    for role in roles:
+        try:
+            loaded.append(models.load(paths[role]))
+        except Exception as exc:  # noqa: BLE001 - reported with the file it came from
+            raise ValueError(f"--component {role}={paths[role]}: {type(exc).__name__}: {exc}") from None
+    return cls.from_models(*loaded, **{**options, **paths})
 
 
 def find_lips(lips_dir: Path, uid: str) -> Optional[Path]:
@@ -199,10 +248,28 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         log.error("enhance-files: no wav/flac files under %s", args.input)
         return 2
-    if args.checkpoint is None and not isinstance(algo, Baseline):
-        log.error("enhance-files: algorithm %r needs a trained model (--checkpoint)", args.algorithm)
+    if args.model is not None:
+        if args.checkpoint is not None:
+            log.error("enhance-files: give either --checkpoint or --model with --component, not both")
+            return 2
+        try:
+            model = build_composite(args.model, args.components, args.model_overrides)
+        except ValueError as exc:
+            log.error("enhance-files: %s", exc)
+            return 2
+        supported = tuple(getattr(model, "algorithms", ()) or ())
+        if not isinstance(algo, Baseline) and supported and args.algorithm not in supported:
+            log.error("enhance-files: %s defines its switching E-step for %s only, not %r", args.model, list(supported),
+                      args.algorithm)
+            return 2
+    elif args.components or args.model_overrides:
+        log.error("enhance-files: --component / --model-set need --model (a composite)")
         return 2
-    model = load_model(args.checkpoint) if args.checkpoint else None
+    elif args.checkpoint is None and not isinstance(algo, Baseline):
+        log.error("enhance-files: algorithm %r needs a trained model (--checkpoint, or --model with --component)", args.algorithm)
+        return 2
+    else:
+        model = load_model(args.checkpoint) if args.checkpoint else None
     lips_dir = Path(args.lips) if args.lips else None
     if lips_dir is not None and not lips_dir.is_dir():
         log.error("enhance-files: --lips %s is not a folder", lips_dir)
