@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.runner.stages.train import init_source, needs_training
     from benchmark.cli import load_stage_spec
     from benchmark.spec import ModelEntry
+    from benchmark.report.models_table import training_row
     from models.checkpoint import read_meta
     from models.training import load_training_data
 
@@ -131,12 +133,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for e in entries:
         meta = read_meta(done[e.label]).get("meta", {})
-        rows.append({"model": e.label, "params": meta.get("params"), "epochs": meta.get("epochs_run"),
-                     "best_epoch": meta.get("best_epoch"), "val_is_per_bin": meta.get("best_val_is_per_bin"),
-                     "val_kl": meta.get("best_val_kl"), "val_neg_elbo": meta.get("best_val_loss"),
-                     "video_gain_nats_per_frame": meta.get("video_gain_nats_per_frame"),
-                     "minutes": (meta.get("train_seconds") or 0) / 60, "stop": meta.get("stop_reason"),
-                     "checkpoint": str(done[e.label])})
+        rows.append({**training_row(meta, e.label), "checkpoint": str(done[e.label])})
     summary = out / "models" / "training_summary.csv"
     summary.parent.mkdir(parents=True, exist_ok=True)
     with open(summary, "w", newline="") as f:
@@ -148,10 +145,10 @@ def run(args: argparse.Namespace) -> int:
           f"{'video gain':>10} {'min':>5}")
     for r in rows:
         gain = r["video_gain_nats_per_frame"]
-        gain_s = f"{gain:>+10.2f}" if gain is not None else f"{'-':>10}"
+        gain_s = f"{gain:>+10.2f}" if math.isfinite(gain) else f"{'-':>10}"
         print(f"  {r['model']:<34} {r['params'] or 0:>9} {r['epochs']:>6} {r['val_is_per_bin']:>10.4f} "
               f"{r['val_kl']:>8.2f} {r['val_neg_elbo']:>10.1f} {gain_s} {r['minutes']:>5.1f}")
-    if any(r["video_gain_nats_per_frame"] is not None for r in rows):
+    if any(math.isfinite(r["video_gain_nats_per_frame"]) for r in rows):
         print("  (video gain: validation -ELBO with zeroed video minus clean video, nats/frame; ~0 = the video is "
               "not used)")
     base = next((r for r in rows if r["model"] == avae_entry.label), None)

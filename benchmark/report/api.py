@@ -25,7 +25,9 @@ from benchmark.report.html import HtmlReport, frame_table_html, methods_html, me
 from benchmark.report.runfolder import RunData, load_run, resolve
 from benchmark.report.stats import SEED_COLUMN, paired_tests, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
-from benchmark.report.tables import (PRECISION_TARGET_DB, efficiency_table, paper_table, precision_table,
+from benchmark.report.models_table import training_summary, training_table
+from benchmark.report.tables import (PRECISION_TARGET_DB, difference_table, efficiency_table, headline_tests, paper_table,
+                                     precision_table,
                                      seed_spread_table, write_frame)
 from benchmark.spec import ReportSpec
 
@@ -228,10 +230,19 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     spread = seed_spread_table(df, qual, systems=order) if qual else pd.DataFrame()
     if not spread.empty:
         write_frame(spread, ctx.tables / "seed_spread", title=f"Spread between training seeds: {metric_label(qual)}")
-    precision = precision_table(df, qual, references=rs.references, systems=order, **kw) if qual else pd.DataFrame()
+    head_tests = headline_tests(df, qual, references=rs.references, systems=order, **kw) if qual else pd.DataFrame()
+    precision = precision_table(df, qual, references=rs.references, systems=order, tests=head_tests, **kw) if qual else pd.DataFrame()
     if not precision.empty:
         write_frame(precision, ctx.tables / "achieved_precision",
                     title=f"Achieved precision: {rs.ci:.0%} CI half-width of paired differences in {metric_label(qual)}")
+    diffs = difference_table(head_tests, systems=order)
+    if not diffs.empty:
+        write_frame(diffs, ctx.tables / "headline_differences",
+                    title=f"Paired differences in {metric_label(qual)} vs each reference, headline conditions")
+    trained = training_table(rd.run_dir, order=[s for s in dict.fromkeys(df["model_id"].astype(str)) if s])
+    trained_summary = training_summary(trained)
+    if not trained.empty:
+        write_frame(trained, ctx.tables / "models", title="Trained models (best validation epoch)", floatfmt=".4g")
     steps.update()
 
     # ---- reliability diagnostics -------------------------------------------------------------
@@ -319,6 +330,13 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
                                     "item). Right: loss of "
                                     "SI-SDR improvement from clean to fully corrupted video. Hatched: the diagnostics' controls "
                                     "(oracle: must read ~1; constant weight: 0.5), not competitors."}[key])
+    if not diffs.empty:
+        h.section("Gains over the references")
+        h.para(f"Mean paired difference in {metric_label(qual)} of each system minus each reference (same utterance, "
+               f"condition and training seed) with its {ci_what}, in the headline conditions (clean video at each SNR, "
+               "pooled over noise types) and over all conditions; * = Wilcoxon signed-rank p < 0.05 after Holm "
+               "correction. A CI that contains 0 does not separate the two systems.", cls="muted")
+        h.raw(frame_table_html(diffs, palette=ctx.pal))
     h.section("Quality tables")
     for m in metrics:
         h.heading(metric_short(m))
@@ -342,6 +360,14 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
                f"types) and over all conditions. Target of the study: ≤ {PRECISION_TARGET_DB:g} dB in the headline "
                "conditions.", cls="muted")
         h.raw(frame_table_html(precision, palette=ctx.pal))
+    if not trained.empty:
+        h.section("Trained models")
+        h.para("How each trained model ended its training (best epoch on the clean validation speakers): validation "
+               "IS divergence per time-frequency bin (lower = a better speech prior), early stopping, and for audio-"
+               "visual models the video gain (validation -ELBO with zeroed video minus clean video, nats per frame; "
+               "~0 = the model does not use the video). Per model over its training seeds: mean [min, max]; every "
+               "seed in tables/models.csv.", cls="muted")
+        h.raw(frame_table_html(trained_summary, floatfmt=".4g", palette=ctx.pal))
     per_noise = [k for k in tables if "@" in k]
     if per_noise:
         h.section("Per noise type")
@@ -421,6 +447,11 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         md += [tables["delta_si_sdr"].to_markdown(), ""]
     from benchmark.report.tables import frame_to_markdown
 
+    if not diffs.empty:
+        md += [frame_to_markdown(diffs, ".2f", f"Paired differences in {metric_label(qual)} vs each reference (mean "
+                                               f"[{ci_what}]; * Holm p < 0.05)"), ""]
+    if not trained_summary.empty:
+        md += [frame_to_markdown(trained_summary, ".4g", "Trained models (validation, per model over its training seeds)"), ""]
     if not spread.empty:
         md += [frame_to_markdown(spread, ".3f", f"Spread between training seeds: {metric_label(qual)}"), ""]
     if not precision.empty:

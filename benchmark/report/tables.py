@@ -321,15 +321,13 @@ def seed_spread_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, systems
     return out
 
 
-def precision_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, references: Sequence[str] = DEFAULT_REFERENCES,
-                    systems: Optional[Sequence[str]] = None, target: float = PRECISION_TARGET_DB,
-                    n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Achieved precision: per (system, reference) pair of :func:`paired_tests`, the half-width
-    of the hierarchical bootstrap CI of the mean paired difference of ``metric`` in each
-    headline condition -- clean video (``corruption == "none"``; every row when the run has no
-    clean video) at each SNR, pooled over noise types -- and over all conditions; then the
-    largest headline half-width, whether it meets ``target`` (dB), and the training seeds and
-    utterances the CIs rest on. Empty when there is nothing to pair."""
+def headline_tests(df: pd.DataFrame, metric: str = "delta_si_sdr", *, references: Sequence[str] = DEFAULT_REFERENCES,
+                   systems: Optional[Sequence[str]] = None, n_boot: int = 2000, ci: float = 0.95,
+                   seed: int = 0) -> pd.DataFrame:
+    """:func:`paired_tests` of every system against the references in each headline condition --
+    clean video (``corruption == "none"``; every row when the run has no clean video) at each SNR,
+    pooled over noise types -- and over all conditions (column ``tcolumn`` names which), with the
+    CI ``half_width``; the long table behind :func:`precision_table` and :func:`difference_table`."""
     if metric not in df or not {"utt_id", "condition_id"}.issubset(df.columns):
         return pd.DataFrame()
     sub = df if systems is None else df[df["system"].isin(list(systems))]
@@ -343,22 +341,65 @@ def precision_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, reference
     allc = sub.assign(tcolumn="all conditions")
     parts.append(paired_tests(allc, metric, references=references, by=["tcolumn"], n_boot=n_boot, ci=ci, seed=seed))
     t = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else pd.DataFrame()
-    if t.empty:
-        return t
-    t["half_width"] = (t["diff_ci_high"] - t["diff_ci_low"]) / 2
+    if not t.empty:
+        t["half_width"] = (t["diff_ci_high"] - t["diff_ci_low"]) / 2
+    return t
+
+
+def _headline_wide(t: pd.DataFrame, values: str, systems: Optional[Sequence[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """``t`` (:func:`headline_tests`) pivoted to one row per (system, reference), one column per
+    headline condition (SNRs ascending, then "all conditions"); and the headline columns."""
     cols = list(dict.fromkeys(t["tcolumn"]))
     snr_cols = [c for c in cols if c != "all conditions"]
     snr_cols.sort(key=lambda c: float(c.split(", ")[1].split()[0]))
-    wide = t.pivot_table(index=["system", "reference"], columns="tcolumn", values="half_width", aggfunc="first", sort=False)
+    wide = t.pivot_table(index=["system", "reference"], columns="tcolumn", values=values, aggfunc="first", sort=False)
     wide = wide.reindex(columns=snr_cols + [c for c in cols if c == "all conditions"]).reset_index()
-    order = {s: i for i, s in enumerate(systems if systems is not None else dict.fromkeys(sub["system"]))}
+    order = {s: i for i, s in enumerate(systems if systems is not None else dict.fromkeys(t["system"]))}
     wide = wide.sort_values(["reference", "system"], key=lambda c: c.map(lambda v: order.get(v, 1e9))).reset_index(drop=True)
-    head_cols = snr_cols or ["all conditions"]
+    wide.columns.name = None
+    return wide, snr_cols or ["all conditions"]
+
+
+def precision_table(df: pd.DataFrame, metric: str = "delta_si_sdr", *, references: Sequence[str] = DEFAULT_REFERENCES,
+                    systems: Optional[Sequence[str]] = None, target: float = PRECISION_TARGET_DB,
+                    n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                    tests: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Achieved precision: per (system, reference) pair of :func:`paired_tests`, the half-width
+    of the hierarchical bootstrap CI of the mean paired difference of ``metric`` in each
+    headline condition (:func:`headline_tests`; pass its result as ``tests`` to reuse it) and over
+    all conditions; then the largest headline half-width, whether it meets ``target`` (dB), and the
+    training seeds and utterances the CIs rest on. Empty when there is nothing to pair."""
+    t = tests if tests is not None else headline_tests(df, metric, references=references, systems=systems,
+                                                       n_boot=n_boot, ci=ci, seed=seed)
+    if t.empty:
+        return pd.DataFrame()
+    wide, head_cols = _headline_wide(t, "half_width", systems)
     wide["max_half_width"] = wide[head_cols].max(axis=1)
     wide[f"meets_{target:g}_dB"] = np.where(wide["max_half_width"] <= target, "yes", "no")
     counts = t.groupby(["system", "reference"], sort=False)[["n_seeds", "n_utterances"]].max()
-    wide = wide.merge(counts.reset_index(), on=["system", "reference"], how="left")
-    wide.columns.name = None
+    return wide.merge(counts.reset_index(), on=["system", "reference"], how="left")
+
+
+def difference_table(tests: pd.DataFrame, *, systems: Optional[Sequence[str]] = None, alpha: float = 0.05,
+                     decimals: int = 2) -> pd.DataFrame:
+    """The mean paired difference of each system vs each reference in every headline condition
+    of ``tests`` (:func:`headline_tests`), as ``"+0.31 [-0.05, +0.67]"`` (mean, CI of the
+    hierarchical bootstrap); ``*`` marks a Holm-corrected Wilcoxon p < ``alpha``. Answers "how much
+    does system X gain over reference Y, and is it more than the noise of the study". Empty when
+    ``tests`` is."""
+    if tests is None or tests.empty:
+        return pd.DataFrame()
+
+    def cell(r: pd.Series) -> str:
+        if not np.isfinite(r["mean_diff"]):
+            return "–"
+        lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+        ci_s = f" [{lo:+.{decimals}f}, {hi:+.{decimals}f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        star = "*" if np.isfinite(r.get("p_holm", np.nan)) and r["p_holm"] < alpha else ""
+        return f"{r['mean_diff']:+.{decimals}f}{ci_s}{star}"
+
+    t = tests.assign(cell=tests.apply(cell, axis=1))
+    wide, _ = _headline_wide(t, "cell", systems)
     return wide
 
 

@@ -1,0 +1,92 @@
+"""The report's model table: how every trained model of a run ended its training.
+
+One row per trained checkpoint under ``<run>/models/`` (``<model_key>/config.json``, or
+``<model_key>/seed-<s>/config.json`` with several training seeds), read from the checkpoint's
+metadata (:func:`models.checkpoint.read_meta`, written by :func:`models.training.train_model`):
+epochs run, best epoch and why training stopped (early stopping on the validation speakers),
+the best validation IS divergence per time-frequency bin, KL and negative ELBO (nats per frame),
+and -- for audio-visual models -- the **video gain**: validation negative ELBO with zeroed video
+minus clean video (nats per frame; ~0 means the model does not use the video). These are the
+numbers that say whether a prior is good enough for the comparison to mean something.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: columns of :func:`training_table`, in order
+COLUMNS = ["model", "train_seed", "params", "epochs", "best_epoch", "stop", "val_is_per_bin", "val_kl",
+           "val_neg_elbo", "video_gain_nats_per_frame", "video_gain_is_per_bin", "minutes"]
+
+
+def training_row(meta: dict[str, Any], label: str, train_seed: Optional[int] = None) -> dict[str, Any]:
+    """One row of :data:`COLUMNS` from a checkpoint's ``meta`` (``config.json``'s ``meta``)."""
+    def num(key: str) -> float:
+        v = meta.get(key)
+        return float(v) if isinstance(v, (int, float)) else float("nan")
+
+    return {"model": label, "train_seed": train_seed, "params": meta.get("params"), "epochs": meta.get("epochs_run"),
+            "best_epoch": meta.get("best_epoch"), "stop": meta.get("stop_reason") or "",
+            "val_is_per_bin": num("best_val_is_per_bin"), "val_kl": num("best_val_kl"),
+            "val_neg_elbo": num("best_val_loss"), "video_gain_nats_per_frame": num("video_gain_nats_per_frame"),
+            "video_gain_is_per_bin": num("video_gain_is_per_bin"), "minutes": num("train_seconds") / 60}
+
+
+def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """:data:`COLUMNS` for every checkpoint under ``run_dir/models`` (empty when there is none);
+    rows sorted by ``order`` (model labels; others after) then training seed. A checkpoint whose
+    ``config.json`` cannot be read is skipped with a warning naming it."""
+    root = Path(run_dir) / "models"
+    rows = []
+    for cfg in sorted(root.glob("*/config.json")) + sorted(root.glob("*/seed-*/config.json")):
+        try:
+            blob = json.loads(cfg.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("%s: unreadable checkpoint config (%s); left out of the model table", cfg, exc)
+            continue
+        meta = blob.get("meta") or {}
+        seed_dir = cfg.parent.name
+        seed = int(seed_dir.split("-", 1)[1]) if seed_dir.startswith("seed-") and seed_dir[5:].isdigit() else None
+        if seed is None and isinstance(meta.get("training"), dict) and isinstance(meta["training"].get("seed"), int):
+            seed = int(meta["training"]["seed"])
+        label = str(meta.get("label") or (cfg.parent.parent.name if seed_dir.startswith("seed-") else cfg.parent.name))
+        rows.append(training_row(meta, label, seed))
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    rank = {m: i for i, m in enumerate(order or ())}
+    out["_o"] = out["model"].map(lambda m: rank.get(m, len(rank)))
+    return out.sort_values(["_o", "model", "train_seed"]).drop(columns="_o").reset_index(drop=True)
+
+
+def training_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model over its training seeds: number of seeds, mean epochs, and mean [min, max] of
+    the validation IS per bin and of the video gain -- the compact form the report shows."""
+    if table.empty:
+        return pd.DataFrame()
+
+    def span(v: pd.Series, fmt: str) -> str:
+        v = pd.to_numeric(v, errors="coerce").dropna()
+        if v.empty:
+            return "–"
+        if len(v) == 1:
+            return format(float(v.iloc[0]), fmt)
+        return f"{format(float(v.mean()), fmt)} [{format(float(v.min()), fmt)}, {format(float(v.max()), fmt)}]"
+
+    rows = []
+    for model, g in table.groupby("model", sort=False):
+        stops = g["stop"].astype(str)
+        rows.append({"model": model, "n_seeds": len(g), "params": g["params"].iloc[0],
+                     "epochs (mean)": float(np.nanmean(pd.to_numeric(g["epochs"], errors="coerce"))),
+                     "early-stopped": f"{int(stops.str.startswith('early stop').sum())}/{len(g)}",
+                     "val IS/bin": span(g["val_is_per_bin"], ".4f"),
+                     "video gain (nats/frame)": span(g["video_gain_nats_per_frame"], "+.2f"),
+                     "minutes (total)": float(pd.to_numeric(g["minutes"], errors="coerce").sum())})
+    return pd.DataFrame(rows)

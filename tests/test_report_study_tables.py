@@ -1,0 +1,79 @@
+"""The report tables the study needs: paired differences vs the references in the headline
+conditions (mean [CI], Holm star) and the trained-model table read from the checkpoints' metadata."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.report.models_table import COLUMNS, training_summary, training_table
+from benchmark.report.tables import difference_table, headline_tests, precision_table
+from test_stats_hierarchical import _two_system_table
+
+
+def test_difference_table_reports_the_paired_mean_and_its_ci():
+    df = _two_system_table(offset=0.5).assign(snr_db=0.0, corruption="none")
+    t = headline_tests(df, "m", references=["model=a-vae"], n_boot=300)
+    d = difference_table(t)
+    assert list(d["system"]) == ["av-vae/concat"] and list(d["reference"]) == ["a-vae"]
+    assert list(d.columns[2:]) == ["clean video, 0 dB", "all conditions"]
+    cell = d["clean video, 0 dB"].iloc[0]
+    row = t[(t["system"] == "av-vae/concat") & (t["tcolumn"] == "clean video, 0 dB")].iloc[0]
+    assert cell == f"{row['mean_diff']:+.2f} [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]*"
+    assert cell.startswith("+0.50")
+    # the same tests give the same precision table as computing it afresh
+    pd.testing.assert_frame_equal(precision_table(df, "m", references=["model=a-vae"], n_boot=300, tests=t),
+                                  precision_table(df, "m", references=["model=a-vae"], n_boot=300))
+    # no difference: no star, a CI around 0
+    flat = _two_system_table(offset=0.0).assign(snr_db=0.0, corruption="none")
+    d0 = difference_table(headline_tests(flat, "m", references=["model=a-vae"], n_boot=300))
+    assert not d0["clean video, 0 dB"].iloc[0].endswith("*")
+    assert difference_table(pd.DataFrame()).empty
+
+
+def _write_ckpt(d, label, seed, is_bin, gain, stop="early stop (no val improvement in 10 epochs)"):
+    d.mkdir(parents=True)
+    meta = {"label": label, "epochs_run": 12, "best_epoch": 2, "stop_reason": stop, "best_val_is_per_bin": is_bin,
+            "best_val_kl": 3.0, "best_val_loss": 100.0, "train_seconds": 120.0, "params": 1000,
+            "training": {"seed": seed}}
+    if gain is not None:
+        meta["video_gain_nats_per_frame"] = gain
+    (d / "config.json").write_text(json.dumps({"name": label.split("/")[0], "meta": meta}))
+
+
+def test_training_table_reads_every_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    for s, (isb, g) in enumerate([(0.30, 0.5), (0.32, 1.5)]):
+        _write_ckpt(run / "models" / "av-vae__concat" / f"seed-{s}", "av-vae/concat", s, isb, g)
+        _write_ckpt(run / "models" / "a-vae" / f"seed-{s}", "a-vae", s, 0.4 + s / 100, None, stop="60 epochs")
+    (run / "models" / "broken").mkdir()
+    (run / "models" / "broken" / "config.json").write_text("{not json")
+    t = training_table(run, order=["a-vae", "av-vae/concat"])
+    assert list(t.columns) == COLUMNS
+    assert list(t["model"]) == ["a-vae", "a-vae", "av-vae/concat", "av-vae/concat"]
+    assert list(t["train_seed"]) == [0, 1, 0, 1]
+    assert np.isnan(t["video_gain_nats_per_frame"].iloc[0]) and t["minutes"].iloc[0] == pytest.approx(2.0)
+    s = training_summary(t).set_index("model")
+    assert s.loc["av-vae/concat", "video gain (nats/frame)"] == "+1.00 [+0.50, +1.50]"
+    assert s.loc["av-vae/concat", "early-stopped"] == "2/2" and s.loc["a-vae", "early-stopped"] == "0/2"
+    assert s.loc["a-vae", "video gain (nats/frame)"] == "–"
+    assert training_table(tmp_path / "nothing").empty and training_summary(training_table(tmp_path / "nothing")).empty
+
+
+def test_report_shows_the_tables(tmp_path):
+    from benchmark.report.api import write_report
+    from benchmark.report.synthetic_run import FakeRunSpec, write_fake_run
+    from benchmark.spec import ReportSpec
+
+    run = write_fake_run(tmp_path / "runs" / "fake", FakeRunSpec(n_utts=2, snrs_db=[-5.0], duration_s=1.0,
+                                                                  corruptions=["none"]))
+    _write_ckpt(run / "models" / "av-vae__gated", "av-vae/gated", 0, 0.3, 0.25)
+    index = write_report(run, tmp_path / "rep", ReportSpec(bootstrap=50, n_examples=0, figure_formats=["png"],
+                                                           metrics=["si_sdr"]), progress=False)
+    html = index.read_text()
+    assert "Trained models" in html and "Gains over the references" in html and "+0.25" in html
+    tables = index.parent / "tables"
+    assert (tables / "models.csv").exists() and (tables / "headline_differences.md").exists()
+    assert "Paired differences" in (index.parent / "summary.md").read_text()
