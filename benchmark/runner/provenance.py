@@ -126,8 +126,8 @@ def reproducibility_info() -> dict[str, Any]:
         "bit_identical_rerun_needs": "the same machine type (CPU model / GPU), the same package versions "
                                      "('versions'), the same device and the same code ('code'); the job seeds "
                                      "are in 'seeds'",
-        "differs_across": "other CPU models and GPU vs CPU (floating-point kernels differ; measured 0.1-0.7 dB of "
-                          "mean SI-SDR improvement on the smoke preset)",
+        "differs_across": "other CPU models and GPU vs CPU (floating-point kernels differ; 0.1-0.7 dB of "
+                          "mean SI-SDR improvement reported on the smoke preset)",
         "measure_with": "python -m benchmark.reproducibility [--devices cpu cuda]",
         "threads_per_job": {"AVBENCH_TRAIN_THREADS": threads_from_env("AVBENCH_TRAIN_THREADS"),
                             "AVBENCH_ENHANCE_THREADS": threads_from_env("AVBENCH_ENHANCE_THREADS")},
