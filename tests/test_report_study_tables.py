@@ -70,10 +70,18 @@ def test_report_shows_the_tables(tmp_path):
     run = write_fake_run(tmp_path / "runs" / "fake", FakeRunSpec(n_utts=2, snrs_db=[-5.0], duration_s=1.0,
                                                                   corruptions=["none"]))
     _write_ckpt(run / "models" / "av-vae__gated", "av-vae/gated", 0, 0.3, 0.25)
+    from benchmark.corpus.infocheck import InfoCheckReport
+
+    (run / "corpus").mkdir(exist_ok=True)
+    (run / "corpus" / "infocheck.json").write_text(json.dumps(InfoCheckReport(
+        n_train_speakers=3, viseme_accuracy=0.512, viseme_chance=0.16, viseme_top3_accuracy=0.8, viseme_n_classes=9,
+        activity_accuracy=0.9, activity_chance=0.6).to_dict()))
     index = write_report(run, tmp_path / "rep", ReportSpec(bootstrap=50, n_examples=0, figure_formats=["png"],
                                                            metrics=["si_sdr"]), progress=False)
     html = index.read_text()
     assert "Trained models" in html and "Gains over the references" in html and "+0.25" in html
     tables = index.parent / "tables"
     assert (tables / "models.csv").exists() and (tables / "headline_differences.md").exists()
-    assert "Paired differences" in (index.parent / "summary.md").read_text()
+    summary = (index.parent / "summary.md").read_text()
+    assert "Paired differences" in summary and "accuracy 0.512 (chance 0.160)" in summary
+    assert "What the lips alone tell" in html and "accuracy 0.512" in html

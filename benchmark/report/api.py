@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from benchmark.report import diagnostics as diag
 from benchmark.report import plots
-from benchmark.report.html import HtmlReport, frame_table_html, methods_html, metric_methods, paper_table_html
+from benchmark.report.html import HtmlReport, esc, frame_table_html, methods_html, metric_methods, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
 from benchmark.report.stats import SEED_COLUMN, paired_tests, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
-from benchmark.report.models_table import training_summary, training_table
+from benchmark.report.models_table import lip_information, training_summary, training_table
 from benchmark.report.tables import (PRECISION_TARGET_DB, difference_table, efficiency_table, headline_tests, paper_table,
                                      precision_table,
                                      seed_spread_table, write_frame)
@@ -368,6 +368,10 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
                "~0 = the model does not use the video). Per model over its training seeds: mean [min, max]; every "
                "seed in tables/models.csv.", cls="muted")
         h.raw(frame_table_html(trained_summary, floatfmt=".4g", palette=ctx.pal))
+    lips_info = lip_information(rd.run_dir)
+    if lips_info:
+        h.heading("What the lips alone tell (corpus check, held-out speakers)")
+        h.raw(f"<pre>{esc(lips_info)}</pre>")
     per_noise = [k for k in tables if "@" in k]
     if per_noise:
         h.section("Per noise type")
@@ -452,6 +456,8 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
                                                f"[{ci_what}]; * Holm p < 0.05)"), ""]
     if not trained_summary.empty:
         md += [frame_to_markdown(trained_summary, ".4g", "Trained models (validation, per model over its training seeds)"), ""]
+    if lips_info:
+        md += ["```", lips_info, "```", ""]
     if not spread.empty:
         md += [frame_to_markdown(spread, ".3f", f"Spread between training seeds: {metric_label(qual)}"), ""]
     if not precision.empty:

@@ -90,3 +90,22 @@ def training_summary(table: pd.DataFrame) -> pd.DataFrame:
                      "video gain (nats/frame)": span(g["video_gain_nats_per_frame"], "+.2f"),
                      "minutes (total)": float(pd.to_numeric(g["minutes"], errors="coerce").sum())})
     return pd.DataFrame(rows)
+
+
+def lip_information(run_dir: str | Path) -> Optional[str]:
+    """The corpus's lip-information check (``corpus check``: what the lips alone tell about the
+    speech on held-out speakers, :mod:`benchmark.corpus.infocheck`), formatted; None when the run's
+    corpus has no ``infocheck.json``. Read beside the video gains: a corpus whose lips carry
+    information and a model whose video gain is ~0 point at the model, not the corpus."""
+    from benchmark.corpus.infocheck import REPORT_FILE, InfoCheckReport, format_report
+
+    path = Path(run_dir) / "corpus" / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        known = set(InfoCheckReport.__dataclass_fields__)
+        return format_report(InfoCheckReport(**{k: v for k, v in d.items() if k in known}))
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("%s: unreadable lip-information check (%s); left out of the report", path, exc)
+        return None
