@@ -124,8 +124,11 @@ def _verdict(s: dict[str, Any]) -> str:
     return f"{s['n_identical']}/{s['n']} identical, max |diff| {s['max_abs_diff']:.3g}"
 
 
+VARIANTS = ("rerun", "threads-2", "cuda")
+
+
 def measure(out: Path, *, preset: str = "smoke", limit: int = 1, devices: tuple[str, ...] = ("cpu",),
-            extra: Optional[list[str]] = None) -> dict[str, Any]:
+            extra: Optional[list[str]] = None, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     """Run the reduced pipeline as the baseline and each variant; return (and write to
     ``out/reproducibility.json``) every comparison against the baseline."""
     import torch
@@ -134,19 +137,20 @@ def measure(out: Path, *, preset: str = "smoke", limit: int = 1, devices: tuple[
 
     overrides = REDUCED + list(extra or [])
     one = {"AVBENCH_TRAIN_THREADS": "1", "AVBENCH_ENHANCE_THREADS": "1"}
-    variants: dict[str, tuple[dict[str, str], list[str]]] = {
+    runs: dict[str, tuple[dict[str, str], list[str]]] = {
         "rerun": (one, []),
         "threads-2": ({"AVBENCH_TRAIN_THREADS": "2", "AVBENCH_ENHANCE_THREADS": "2"}, []),
     }
     if "cuda" in devices:
         if torch.cuda.is_available():
-            variants["cuda"] = (one, ["training.device=cuda", "enhance.device=cuda"])
+            runs["cuda"] = (one, ["training.device=cuda", "enhance.device=cuda"])
         else:
             log.warning("--devices cuda: no CUDA device here; the CPU/GPU comparison is left out")
+    runs = {k: v for k, v in runs.items() if k in variants}
     _run(out / "baseline", preset, overrides, limit, one)
     result: dict[str, Any] = {"preset": preset, "limit": limit, "overrides": overrides, "machine": machine_info(),
                               "device": device_info(), "versions": package_versions(), "comparisons": {}}
-    for name, (env, sets) in variants.items():
+    for name, (env, sets) in runs.items():
         _run(out / name, preset, overrides + sets, limit, env)
         result["comparisons"][name] = compare(out / "baseline", out / name)
     (out / "reproducibility.json").write_text(json.dumps(result, indent=2, default=str))
@@ -159,6 +163,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--limit", type=int, default=1, help="test utterances (default 1)")
     p.add_argument("--devices", nargs="+", default=["cpu"], choices=("cpu", "cuda"),
                    help="add 'cuda' to compare a GPU run with the CPU baseline")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="which variants to run against the baseline (default: all; cuda only with --devices cuda)")
     p.add_argument("--out", default=None, help="folder for the runs and reproducibility.json (default: a temporary one)")
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                    help="more overrides of the reduced run (repeatable)")
@@ -166,7 +172,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     with tempfile.TemporaryDirectory(prefix="avbench-repro-") as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        res = measure(out, preset=args.preset, limit=args.limit, devices=tuple(args.devices), extra=args.extra)
+        res = measure(out, preset=args.preset, limit=args.limit, devices=tuple(args.devices), extra=args.extra,
+                      variants=tuple(args.variants))
         rows = [{"variant": v, "artifact": k, "result": _verdict(s)} for v, c in res["comparisons"].items()
                 for k, s in c.items()]
         table = pd.DataFrame(rows)

@@ -2,7 +2,7 @@
 # The GPU checks of issue 17, for a session that has a CUDA device (never run by the tests).
 #
 #   bash scripts/gpu_check.sh                         # every step
-#   bash scripts/gpu_check.sh agreement curve         # some steps: agreement curve profile flags smoke
+#   bash scripts/gpu_check.sh agreement curve         # some steps: agreement curve profile flags smoke repro
 #
 # Steps, each under its own time limit (seconds; override with e.g. GPU_CHECK_LIMIT_SMOKE=400):
 #   agreement  CUDA vs CPU estimates of 4 utterances x 3 s, published defaults, random-init A-VAE
@@ -15,6 +15,9 @@
 #   flags      each EM speed option (TF32, bf16 decoder, torch.compile incl. CUDA graphs) against the
 #              exact default on CUDA: time and paired SI-SDR difference (`perf --flag-effects`)
 #   smoke      the smoke preset end to end on CUDA (training and enhancement), without PESQ
+#   repro      what stays bit-identical from CPU to GPU: a reduced smoke run on the CPU and on CUDA,
+#              every artifact compared (`python -m benchmark.reproducibility --devices cpu cuda
+#              --variants cuda`; README "Reproducibility")
 # A failing step is reported and the next one still runs (a step whose device is absent fails:
 # benchmark.perf exits 2 when it has nothing to run). Each step's output goes to
 # <dir>/<step>.log and one line per step (exit status, seconds) to <dir>/summary.txt, where <dir>
@@ -32,7 +35,7 @@ RUN_DIR="${GPU_CHECK_RUN_DIR:-}"  # the smoke run's folder (default: a fresh tem
 MODEL=()
 [ -n "${CHECKPOINT:-}" ] && MODEL=(--checkpoint "$CHECKPOINT")
 STEPS=("$@")
-[ ${#STEPS[@]} -eq 0 ] && STEPS=(agreement curve profile flags smoke)
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(agreement curve profile flags smoke repro)
 failed=0
 
 {
@@ -66,7 +69,9 @@ for s in "${STEPS[@]}"; do
                step smoke "${GPU_CHECK_LIMIT_SMOKE:-240}" "$PY" run_benchmark.py run --preset smoke --out "$RUN_DIR/smoke" \
                  --report-dir "$RUN_DIR/report" --no-progress --set training.device=cuda --set enhance.device=cuda \
                  --set "metrics.names=[si_sdr,stoi,estoi,sdr]" ;;
-    *) echo "$s: unknown step (agreement curve profile flags smoke)" | tee -a "$SUMMARY"; failed=1 ;;
+    repro)     step repro "${GPU_CHECK_LIMIT_REPRO:-150}" "$PY" -m benchmark.reproducibility --devices cpu cuda \
+                 --variants cuda --out "$DIR/repro" ;;
+    *) echo "$s: unknown step (agreement curve profile flags smoke repro)" | tee -a "$SUMMARY"; failed=1 ;;
   esac
 done
 echo "summary: $SUMMARY${RUN_DIR:+; smoke run folder: $RUN_DIR}" | tee -a "$SUMMARY"

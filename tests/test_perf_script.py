@@ -122,6 +122,6 @@ def test_gpu_check_script_parses_and_names_its_steps():
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
-    for s in ("agreement", "curve", "profile", "flags", "smoke"):
+    for s in ("agreement", "curve", "profile", "flags", "smoke", "repro"):
         assert f"\n    {s})" in text
     assert "set -euo pipefail" in text and "training.device=cuda" in text and "enhance.device=cuda" in text
