@@ -85,3 +85,24 @@ def test_report_shows_the_tables(tmp_path):
     summary = (index.parent / "summary.md").read_text()
     assert "Paired differences" in summary and "accuracy 0.512 (chance 0.160)" in summary
     assert "What the lips alone tell" in html and "accuracy 0.512" in html
+
+
+def test_visual_units_constant_finds_dead_front_end_units(tmp_path):
+    """A live front-end has (almost) no constant unit; one whose output ReLUs are pushed below 0
+    on every frame reads 100 %; the A-VAE has no front-end (NaN)."""
+    import torch
+
+    from benchmark.report.models_table import visual_units_constant
+    from models.checkpoint import save
+    from models.vae import AVAE, AVVAE
+
+    torch.manual_seed(0)
+    lips = [np.random.default_rng(i).integers(0, 255, (30, 16, 16), dtype=np.uint8) for i in range(3)]
+    av = AVVAE(fusion="concat", lip_size=16)
+    live = visual_units_constant(save(av, tmp_path / "live").parent, lips)
+    assert 0.0 <= live < 0.5
+    with torch.no_grad():
+        av.frontend.net[-2].bias.fill_(-1e4)  # the output layer before the final ReLU
+    assert visual_units_constant(save(av, tmp_path / "dead").parent, lips) == 1.0
+    assert np.isnan(visual_units_constant(save(AVAE(), tmp_path / "a").parent, lips))
+    assert np.isnan(visual_units_constant(tmp_path / "live", []))

@@ -365,8 +365,9 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
         h.para("How each trained model ended its training (best epoch on the clean validation speakers): validation "
                "IS divergence per time-frequency bin (lower = a better speech prior), early stopping, and for audio-"
                "visual models the video gain (validation -ELBO with zeroed video minus clean video, nats per frame; "
-               "~0 = the model does not use the video). Per model over its training seeds: mean [min, max]; every "
-               "seed in tables/models.csv.", cls="muted")
+               "~0 = the model does not use the video) and the share of its visual front-end's output units that are "
+               "constant on the validation lips (dead ReLUs, which carry nothing to the fusion). Per model over its "
+               "training seeds: mean [min, max]; every seed in tables/models.csv.", cls="muted")
         h.raw(frame_table_html(trained_summary, floatfmt=".4g", palette=ctx.pal))
     lips_info = lip_information(rd.run_dir)
     if lips_info:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: columns of :func:`training_table`, in order
 COLUMNS = ["model", "train_seed", "params", "epochs", "best_epoch", "stop", "val_is_per_bin", "val_kl",
-           "val_neg_elbo", "video_gain_nats_per_frame", "video_gain_is_per_bin", "minutes"]
+           "val_neg_elbo", "video_gain_nats_per_frame", "video_gain_is_per_bin", "visual_units_constant", "minutes"]
 
 
 def training_row(meta: dict[str, Any], label: str, train_seed: Optional[int] = None) -> dict[str, Any]:
@@ -36,14 +36,55 @@ def training_row(meta: dict[str, Any], label: str, train_seed: Optional[int] = N
             "best_epoch": meta.get("best_epoch"), "stop": meta.get("stop_reason") or "",
             "val_is_per_bin": num("best_val_is_per_bin"), "val_kl": num("best_val_kl"),
             "val_neg_elbo": num("best_val_loss"), "video_gain_nats_per_frame": num("video_gain_nats_per_frame"),
-            "video_gain_is_per_bin": num("video_gain_is_per_bin"), "minutes": num("train_seconds") / 60}
+            "video_gain_is_per_bin": num("video_gain_is_per_bin"), "visual_units_constant": float("nan"),
+            "minutes": num("train_seconds") / 60}
 
 
-def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def validation_lips(corpus_root: str | Path, *, split: str = "val", limit: int = 40) -> list[np.ndarray]:
+    """uint8 lip frames ``[N, H, W]`` of up to ``limit`` utterances of ``split`` (spread over the
+    speakers), for :func:`visual_units_constant`; empty when the corpus cannot be read."""
+    from benchmark.corpus.manifest import read_manifest, select
+    from benchmark.audio_io import read_lips
+
+    root = Path(corpus_root)
+    try:
+        rows = select(read_manifest(root), split, limit)
+        return [read_lips(root / str(p)) for p in rows["lips_path"]]
+    except Exception as exc:  # noqa: BLE001 - a diagnostic: the report goes on without it
+        log.warning("%s: no %s lips for the visual-unit check (%s)", root, split, exc)
+        return []
+
+
+def visual_units_constant(checkpoint: str | Path, lips: Sequence[np.ndarray]) -> float:
+    """Share of the visual front-end's output units that are constant (max - min < 1e-6) over
+    every frame of ``lips``: a dead ReLU unit reads 0 on every frame and carries nothing to the
+    fusion. NaN for a model without a visual front-end, or without frames."""
+    import torch
+
+    from models import load
+
+    model = load(checkpoint)
+    if not getattr(model, "is_audio_visual", False) or not hasattr(model, "visual_features") or not lips:
+        return float("nan")
+    lo = hi = None
+    with torch.no_grad():
+        for frames in lips:
+            arr = np.asarray(frames)
+            x = torch.from_numpy(arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0))[None]
+            f = model.visual_features(x, torch.ones(x.shape[:2], dtype=torch.bool))[0]
+            a, b = f.amin(dim=0), f.amax(dim=0)
+            lo, hi = (a, b) if lo is None else (torch.minimum(lo, a), torch.maximum(hi, b))
+    return float(((hi - lo) < 1e-6).float().mean())
+
+
+def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None, probe_units: bool = True) -> pd.DataFrame:
     """:data:`COLUMNS` for every checkpoint under ``run_dir/models`` (empty when there is none);
     rows sorted by ``order`` (model labels; others after) then training seed. A checkpoint whose
-    ``config.json`` cannot be read is skipped with a warning naming it."""
+    ``config.json`` cannot be read is skipped with a warning naming it. ``probe_units``: run each
+    audio-visual model's front-end on the validation lips of the run's corpus
+    (:func:`visual_units_constant`; needs ``run_dir/corpus``)."""
     root = Path(run_dir) / "models"
+    lips: Optional[list[np.ndarray]] = None
     rows = []
     for cfg in sorted(root.glob("*/config.json")) + sorted(root.glob("*/seed-*/config.json")):
         try:
@@ -57,7 +98,15 @@ def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None
         if seed is None and isinstance(meta.get("training"), dict) and isinstance(meta["training"].get("seed"), int):
             seed = int(meta["training"]["seed"])
         label = str(meta.get("label") or (cfg.parent.parent.name if seed_dir.startswith("seed-") else cfg.parent.name))
-        rows.append(training_row(meta, label, seed))
+        row = training_row(meta, label, seed)
+        if probe_units and np.isfinite(row["video_gain_nats_per_frame"]) and (cfg.parent / "checkpoint.pt").exists():
+            if lips is None:
+                lips = validation_lips(Path(run_dir) / "corpus")
+            try:
+                row["visual_units_constant"] = visual_units_constant(cfg.parent, lips)
+            except Exception as exc:  # noqa: BLE001 - a diagnostic: the table goes on without it
+                log.warning("%s: visual-unit check failed (%s)", cfg.parent, exc)
+        rows.append(row)
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame(rows, columns=COLUMNS)
@@ -88,6 +137,7 @@ def training_summary(table: pd.DataFrame) -> pd.DataFrame:
                      "early-stopped": f"{int(stops.str.startswith('early stop').sum())}/{len(g)}",
                      "val IS/bin": span(g["val_is_per_bin"], ".4f"),
                      "video gain (nats/frame)": span(g["video_gain_nats_per_frame"], "+.2f"),
+                     "visual units constant": span(g["visual_units_constant"], ".0%"),
                      "minutes (total)": float(pd.to_numeric(g["minutes"], errors="coerce").sum())})
     return pd.DataFrame(rows)
 
