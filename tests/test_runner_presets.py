@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.spec import load_spec, preset_names
 
-SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study"]
+SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study", "study-core"]
 
 
 def test_all_presets_shipped():
@@ -211,3 +211,12 @@ def test_study_preset_answers_the_question():
             "mixture-vae", "switching-vae"} <= labels
     assert spec.enhance.algorithms == ["ldem"] and not spec.enhance.algorithm_params  # published settings
     assert {"noisy", "oracle-wiener", "nmf-only"} <= set(spec.enhance.baselines)
+
+
+def test_study_core_is_the_study_without_the_composites():
+    """study-core shares everything with study but the mixture / switching VAEs, so its jobs are the
+    study's (the same trained models and enhancement jobs)."""
+    core, full = load_spec("study-core"), load_spec("study")
+    assert [m for m in full.models if m.name not in ("mixture-vae", "switching-vae")] == core.models
+    for section in ("corpus", "conditions", "training", "enhance", "metrics", "report"):
+        assert getattr(core, section) == getattr(full, section), section
