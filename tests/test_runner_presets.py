@@ -213,10 +213,11 @@ def test_study_preset_answers_the_question():
     assert {"noisy", "oracle-wiener", "nmf-only"} <= set(spec.enhance.baselines)
 
 
-def test_study_core_is_the_study_without_the_composites():
-    """study-core shares everything with study but the mixture / switching VAEs, so its jobs are the
-    study's (the same trained models and enhancement jobs)."""
+def test_study_core_is_a_part_of_the_study():
+    """study-core's models are entries of study and every other section is study's, so its jobs are
+    the study's (the same trained models and enhancement jobs)."""
     core, full = load_spec("study-core"), load_spec("study")
-    assert [m for m in full.models if m.name not in ("mixture-vae", "switching-vae")] == core.models
+    assert all(m in full.models for m in core.models) and len(core.models) == 7
+    assert {"a-vae", "av-vae/concat", "av-cvae/concat", "av-vae/oracle-reliability"} <= {m.label for m in core.models}
     for section in ("corpus", "conditions", "training", "enhance", "metrics", "report"):
         assert getattr(core, section) == getattr(full, section), section
