@@ -70,9 +70,9 @@ def _files(run: Path, pattern: str) -> dict[str, Path]:
 def _load_array(p: Path) -> np.ndarray:
     if p.suffix == ".npy":
         return np.load(p)
-    import soundfile as sf
+    from benchmark.audio_io import read_sound
 
-    return sf.read(str(p), dtype="float32", always_2d=False)[0]
+    return read_sound(p)[0]
 
 
 def _checkpoint_tensors(p: Path) -> dict[str, np.ndarray]:

@@ -83,12 +83,14 @@ def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None
     ``config.json`` cannot be read is skipped with a warning naming it. ``probe_units``: run each
     audio-visual model's front-end on the validation lips of the run's corpus
     (:func:`visual_units_constant`; needs ``run_dir/corpus``)."""
+    from models.checkpoint import read_meta
+
     root = Path(run_dir) / "models"
     lips: Optional[list[np.ndarray]] = None
     rows = []
     for cfg in sorted(root.glob("*/config.json")) + sorted(root.glob("*/seed-*/config.json")):
         try:
-            blob = json.loads(cfg.read_text())
+            blob = read_meta(cfg.parent)
         except (OSError, json.JSONDecodeError) as exc:
             log.warning("%s: unreadable checkpoint config (%s); left out of the model table", cfg, exc)
             continue
