@@ -6,8 +6,11 @@ metadata (:func:`models.checkpoint.read_meta`, written by :func:`models.training
 epochs run, best epoch and why training stopped (early stopping on the validation speakers),
 the best validation IS divergence per time-frequency bin, KL and negative ELBO (nats per frame),
 and -- for audio-visual models -- the **video gain**: validation negative ELBO with zeroed video
-minus clean video (nats per frame; ~0 means the model does not use the video). These are the
-numbers that say whether a prior is good enough for the comparison to mean something.
+minus clean video (nats per frame; ~0 means the model does not use the video) and the share of
+the visual front-end's output units that are constant on the corpus's validation lips
+(:func:`visual_units_constant`; dead ReLUs). These are the numbers that say whether a prior is
+good enough for the comparison to mean something. :func:`lip_information` adds the corpus's
+lip-information check when the corpus has one.
 """
 from __future__ import annotations
 
