@@ -29,7 +29,7 @@ def _av(fusion: str, **fusion_params) -> AVVAE:
                            fusion_params=fusion_params))
 
 
-def test_oracle_weight_is_one_minus_level_and_a_convex_share():
+def test_oracle_weight_is_half_of_one_minus_level_and_a_convex_share():
     torch.manual_seed(1)
     f = OracleReliabilityFusion(audio_dim=8, visual_dim=6, out_dim=8)
     a, v = torch.randn(2, 9, 8), torch.randn(2, 9, 6)
@@ -38,16 +38,16 @@ def test_oracle_weight_is_one_minus_level_and_a_convex_share():
     level[0, :3] = 0.0
     level[1, -2:] = 1.0
     out = f(a, v, mask, level=level)
-    torch.testing.assert_close(out.weights[..., 1], 1 - level, rtol=0, atol=0)
+    torch.testing.assert_close(out.weights[..., 1], 0.5 * (1 - level), rtol=0, atol=0)
     torch.testing.assert_close(out.weights.sum(-1), torch.ones(2, 9))
     # the reported weight is the contribution share of docs/fusion_weights.md
     h_a = torch.tanh(f.proj_a(a))
     c_a = (1 - out.weights[..., 1:]) * h_a
     c_v = out.fused - c_a
     na, nv = c_a.norm(dim=-1), c_v.norm(dim=-1)
-    torch.testing.assert_close(nv / (na + nv), 1 - level, rtol=0, atol=1e-5)
-    # no ground truth given: clean video (weight 1 on the video)
-    assert torch.equal(f(a, v, mask).weights[..., 1], torch.ones(2, 9))
+    torch.testing.assert_close(nv / (na + nv), 0.5 * (1 - level), rtol=0, atol=1e-5)
+    # no ground truth given: clean video (the clean-frame weight, 0.5 by default)
+    assert torch.equal(f(a, v, mask).weights[..., 1], torch.full((2, 9), 0.5))
     # fully corrupted frames with the audio-identity start: exactly tanh(audio)
     assert f.init_audio_identity()
     full = f(a, v, mask, level=torch.ones(2, 9))
@@ -97,8 +97,8 @@ def test_controls_read_right_end_to_end(tmp_path):
                          "noise": "white", "snr_db": 0.0, "corruption": corr, "severity": 0.7 if corr != "none" else 0.0,
                          "model_id": label, "model": label.split("/")[0], "fusion": label.split("/")[1] if "/" in label else None,
                          "algorithm": "ldem", "traces_path": path.name, **weight_summaries(path)})
-            if label == "av-vae/oracle-reliability":  # the weight is exactly 1 - level at the STFT rate
-                np.testing.assert_array_equal(o.traces["weights_decoder"][:, 1], 1 - o.traces["corruption_stft"])
+            if label == "av-vae/oracle-reliability":  # the weight is exactly 0.5 (1 - level) at the STFT rate
+                np.testing.assert_array_equal(o.traces["weights_decoder"][:, 1], 0.5 * (1 - o.traces["corruption_stft"]))
     df = add_system_column(pd.DataFrame(rows))
     occl = df[df["corruption"] == "occlusion"].set_index(["system", "utt_id"])
     # runner's per-row summaries (the same AUC function as the report)
@@ -108,9 +108,9 @@ def test_controls_read_right_end_to_end(tmp_path):
     rel = diag.reliability_table(df, diag.frame_table(df, tmp_path), n_boot=50).set_index("system")
     assert rel.loc["av-vae/oracle-reliability", "auc_within"] >= 0.95
     # frame-paired (common random numbers: same mixture, same draws): the oracle's weight on the
-    # occluded frames is 1 with the clean video and 0.3 with the occluded one, the constant ties
+    # occluded frames is 0.5 with the clean video and 0.15 with the occluded one, the constant ties
     assert rel.loc["av-vae/oracle-reliability", "auc_paired"] == 1.0
-    assert rel.loc["av-vae/oracle-reliability", "weight_drop_paired"] == pytest.approx(0.7)
+    assert rel.loc["av-vae/oracle-reliability", "weight_drop_paired"] == pytest.approx(0.35)
     assert rel.loc["av-vae/oracle-reliability", "n_pairs_paired"] == 2
     assert rel.loc["av-vae/constant", "auc_paired"] == 0.5 and rel.loc["av-vae/constant", "weight_drop_paired"] == 0.0
     assert np.isnan(rel.loc["a-vae", "auc_paired"])
@@ -150,7 +150,7 @@ def test_oracle_gets_the_augmentation_levels_in_training():
     _run_epoch(model, batcher, 0, torch.device("cpu"), 1.0, torch.optim.Adam(model.parameters(), 1e-3), None,
                torch.Generator().manual_seed(0))
     w = torch.cat([s[..., 1].reshape(-1) for s in seen])
-    assert torch.isclose(w, torch.tensor(0.6)).any() and torch.isclose(w, torch.tensor(1.0)).any()
+    assert torch.isclose(w, torch.tensor(0.3)).any() and torch.isclose(w, torch.tensor(0.5)).any()
 
 
 def test_vem_encoder_posterior_gives_the_oracle_its_level():
@@ -162,4 +162,16 @@ def test_vem_encoder_posterior_gives_the_oracle_its_level():
     (o,) = enhance(model, "vem", [inp], params={"n_iter": 2, "posterior": "encoder"}, progress=False)
     assert o.error is None, o.error
     w = seen[-1][0, :, 1]  # the last encoder call: an encoder copy of the utterance
-    torch.testing.assert_close(w, 1 - torch.from_numpy(o.traces["corruption_stft"]), rtol=0, atol=0)
+    torch.testing.assert_close(w, 0.5 * (1 - torch.from_numpy(o.traces["corruption_stft"])), rtol=0, atol=0)
+
+
+def test_oracle_clean_frame_weight_is_an_option():
+    """``max_visual_weight`` scales the weight (1.0: the first version, all-visual on clean frames)."""
+    torch.manual_seed(1)
+    a, v, mask = torch.randn(1, 5, 8), torch.randn(1, 5, 6), torch.ones(1, 5, dtype=torch.bool)
+    level = torch.tensor([[0.0, 0.25, 0.5, 1.0, 0.0]])
+    for wmax in (1.0, 0.5, 0.2):
+        f = OracleReliabilityFusion(audio_dim=8, visual_dim=6, out_dim=8, max_visual_weight=wmax)
+        torch.testing.assert_close(f(a, v, mask, level=level).weights[..., 1], wmax * (1 - level), rtol=0, atol=0)
+    with pytest.raises(ValueError):
+        _av("oracle-reliability", max_visual_weight=1.5)

@@ -8,7 +8,8 @@ import torch
 
 from models.registry import FRONTENDS
 from models.vae import AVVAE
-from models.visual import FrontendConfig, StandardisedLinearFrontend, standardise_frames
+from models.spectral import STFTConfig, video_frame_index
+from models.visual import FrontendConfig, StandardisedLinearFrontend, per_distinct_frame, standardise_frames
 
 LIP = 16
 
@@ -104,3 +105,44 @@ def test_no_constant_unit_and_an_occluding_patch_moves_the_embedding_more_than_p
     move_lin, _ = rel_move("linear")
     assert dead_std == 0.0
     assert move_std > move_lin
+
+
+@pytest.mark.parametrize("kind", ["linear", "linear-std", "cnn2d"])
+def test_distinct_frame_evaluation_equals_the_per_frame_network(kind):
+    """The per-frame front-ends evaluate their network once per run of repeated frames (lips at
+    the STFT rate repeat the video frames): outputs and parameter gradients equal a plain
+    evaluation of every frame, and a frame that differs from its neighbour is not merged."""
+    torch.manual_seed(0)
+    fe = FRONTENDS.get(kind)(FrontendConfig(lip_size=16, out_dim=8, hidden=32, channels=4))
+    video = torch.rand(2, 9, 16, 16)
+    idx = torch.as_tensor(video_frame_index(20, 25.0, STFTConfig(), n_video_frames=9))
+    lips = video[:, idx].clone()  # [2, 20, 16, 16], each video frame repeated 2-3 times
+    lips[1, 5, :8] = 0.0  # one frame inside a run differs (half occluded): it must get its own output
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 16:] = False
+
+    out = fe(lips, mask)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in fe.parameters()]
+    fe.zero_grad()
+    # reference: each frame alone (T = 1 sequences cannot be deduplicated)
+    ref = torch.cat([fe(lips[:, t:t + 1], mask[:, t:t + 1]) for t in range(20)], dim=1)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for g, p in zip(grads, fe.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
+    assert torch.equal(lips[1, 6], video[1, idx[6]]) and idx[5] == idx[6]  # frame 5 was in a run with 6
+    assert not torch.allclose(out[1, 5], out[1, 6])  # ... and, altered, has its own output
+
+
+def test_per_distinct_frame_calls_the_network_once_per_run():
+    calls = []
+
+    def net(x):
+        calls.append(x.shape[0])
+        return x.sum(dim=-1, keepdim=True)
+
+    frames = torch.tensor([[[1.0], [1.0], [2.0], [2.0], [1.0]], [[3.0], [3.0], [3.0], [0.0], [0.0]]])
+    out = per_distinct_frame(net, frames)
+    assert calls == [5]  # runs: [1,1] [2,2] [1] | [3,3,3] [0,0]
+    torch.testing.assert_close(out, frames)
