@@ -85,6 +85,9 @@ class ConditionsSpec:
     # only, e.g. {"demand-DKITCHEN": {"root": "/data/DEMAND"}, "musan": {"root": "/data/musan"}};
     # noises without an entry get none (built-in noises reject unknown options)
     noise_options: dict[str, Any] = field(default_factory=dict)
+    # condition filters ({noises: [...], snrs_db: [...], corruptions: [...]}, benchmark/conditions/
+    # subsets.py); a condition matching any of them is left out of the grid
+    exclude: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, opts in self.noise_options.items():
@@ -115,6 +118,10 @@ class EnhanceSpec:
     # bytes per frame of a probe batch), 20000 on CPU (models/enhancement/api.py)
     frame_budget: Union[int, Literal["auto"]] = field(default="auto", metadata={"range": (1, None)})
     seed: int = 0
+    # keyed by an algorithm / baseline name or a model entry's label: the part of the condition grid
+    # it runs on (a condition filter, benchmark/conditions/subsets.py; a label's filter may also name
+    # `algorithms`), e.g. {mcem: {snrs_db: [-5.0], corruptions: [none]}}; not listed: the whole grid
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -310,6 +317,32 @@ def _check_conditions(cs: ConditionsSpec, source: str) -> None:
             parse_corruption(corr)
         except CorruptionError as exc:
             raise _wrap(exc, f"conditions.corruptions[{i}]", source) from None
+    from benchmark.conditions.subsets import check_filter, excluded
+
+    for i, filt in enumerate(cs.exclude):
+        check_filter(filt, cs, f"conditions.exclude[{i}]", source)
+    if cs.exclude and all(excluded(cs.exclude, n, s, c) for n in cs.noises for s in cs.snrs_db for c in cs.corruptions):
+        raise ConfigError(f"{source}: key 'conditions.exclude': it leaves no condition of the grid")
+
+
+def _check_subsets(spec: ExperimentSpec, source: str) -> None:
+    """``enhance.subsets``: each key an algorithm / baseline of the run or a model entry's label,
+    each value a condition filter of the grid (a label's may name ``algorithms`` too)."""
+    from benchmark.conditions.subsets import check_filter
+
+    es = spec.enhance
+    algs = list(es.algorithms) + list(es.baselines)
+    labels = [m.label for m in spec.models]
+    for name, filt in es.subsets.items():
+        key = f"enhance.subsets.{name}"
+        if name in algs:
+            check_filter(filt, spec.conditions, key, source)
+        elif name in labels:
+            check_filter(filt, spec.conditions, key, source, extra={"algorithms": es.algorithms})
+        else:
+            known = algs + labels
+            raise ConfigError(f"{source}: key '{key}': {name!r} is neither an algorithm / baseline of this run nor a "
+                              f"model label{did_you_mean(name, known)} (known: {', '.join(known)})")
 
 
 def _model_config(entry: ModelEntry, i: int, spec: ExperimentSpec, source: str) -> Any:
@@ -450,6 +483,7 @@ def check_spec(spec: ExperimentSpec, source: str = "<spec>") -> dict[str, Any]:
     for name, params in es.algorithm_params.items():
         if name not in algorithms:  # settings of an algorithm this run does not use: still checked
             _algorithm_config(name, params, f"enhance.algorithm_params.{name}", source)
+    _check_subsets(spec, source)
     for i, name in enumerate(spec.metrics.names):
         _lookup(METRICS, name, f"metrics.names[{i}]", source)
     return {"algorithms": algorithms, "models": models}

@@ -73,7 +73,9 @@ class Condition:
 
 
 def expand_conditions(spec: Any) -> list[Condition]:
-    """All (noise x SNR x corruption) conditions of a ``ConditionsSpec``, in that order, without duplicates."""
+    """All (noise x SNR x corruption) conditions of a ``ConditionsSpec``, in that order, without
+    duplicates and without those its ``exclude`` filters match (:mod:`benchmark.conditions.subsets`)."""
+    from benchmark.conditions.subsets import excluded
     from noise_sets import NOISES
 
     for n in spec.noises:
@@ -86,6 +88,8 @@ def expand_conditions(spec: Any) -> list[Condition]:
                 c = Condition(noise=str(noise), snr_db=float(snr), snr_definition=spec.snr_definition,
                               corruption=canonical(str(corr)), seed=int(spec.seed),
                               peak_normalise=bool(spec.peak_normalise), allow_noise_loop=bool(spec.allow_noise_loop))
+                if excluded(getattr(spec, "exclude", None) or [], c.noise, c.snr_db, c.corruption):
+                    continue
                 if c.condition_id not in seen:
                     seen.add(c.condition_id)
                     out.append(c)

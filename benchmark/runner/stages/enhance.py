@@ -504,9 +504,26 @@ def job_groups(ok: pd.DataFrame, gpu: bool, chunk: int) -> list[tuple[str, list[
             for name, recs in parts for i in range(0, len(recs), chunk)]
 
 
+def subset_rows(ok: pd.DataFrame, subsets: dict[str, Any], algorithm: str, model_id: str) -> Optional[pd.DataFrame]:
+    """The mixture rows of ``ok`` that (``algorithm``, system ``model_id``) runs on: those passing
+    the ``enhance.subsets`` filters of the algorithm and of the model label (both apply); None
+    when the model's filter names ``algorithms`` without this one."""
+    from benchmark.conditions.subsets import matches
+
+    filters = [f for f in (subsets.get(algorithm), subsets.get(model_id) if model_id else None) if f]
+    if any("algorithms" in f and algorithm not in f["algorithms"] for f in filters):
+        return None
+    if not filters or ok.empty:
+        return ok
+    keep = [all(matches(f, r["noise"], r["snr_db"], r["corruption"]) for f in filters)
+            for r in ok[["noise", "snr_db", "corruption"]].to_dict("records")]
+    return ok[keep]
+
+
 def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd.DataFrame] = None) -> list[EnhanceJob]:
     """The enhancement jobs of every (system, algorithm[, training seed]) over the items mixed
-    without error, packed by :func:`job_groups` (per condition on CPU, across conditions on a GPU)."""
+    without error -- restricted by ``enhance.subsets`` (:func:`subset_rows`) -- packed by
+    :func:`job_groups` (per condition on CPU, across conditions on a GPU)."""
     if done is not None:
         return []
     es = ctx.spec.enhance
@@ -514,11 +531,15 @@ def plan(ctx: StageContext, upstream: dict[str, pd.DataFrame], done: Optional[pd
     ok = mixtures[mixtures["status"] == STATUS_OK] if len(mixtures) else mixtures
     version = stage_version("enhance")
     multi = len(ctx.spec.training.seed_list) > 1
-    groups = job_groups(ok, device_is_gpu(es.device), ctx.opts.enhance_chunk)
+    gpu = device_is_gpu(es.device)
     jobs = []
     for sysd, alg, kw in systems(ctx.spec, upstream["train"]):
         if "blocked" in kw:
             continue
+        rows = subset_rows(ok, es.subsets, alg, sysd["model_id"])
+        if rows is None:  # the model's subset does not name this algorithm
+            continue
+        groups = job_groups(rows, gpu, ctx.opts.enhance_chunk)
         params = dict(es.algorithm_params.get(alg, {}))
         ts = kw["train_seed"]
         extra: dict[str, Any] = {"train_seed": ts, "seed_dir": f"seed-{ts}" if multi and ts is not None else ""}
