@@ -11,7 +11,16 @@ import pytest
 from benchmark.conditions.build import expand_conditions
 from benchmark.conditions.subsets import excluded, matches
 from benchmark.configtools import ConfigError
-from benchmark.spec import load_spec
+from benchmark.configtools import deep_merge
+from benchmark.spec import load_raw, parse_overrides, spec_from_dict
+
+
+def _study(overrides: list[str] = ()):
+    """The study preset without its own condition filters (``exclude``, ``subsets``), plus overrides."""
+    raw, _ = load_raw("study")
+    raw["conditions"].pop("exclude", None)
+    raw["enhance"].pop("subsets", None)
+    return spec_from_dict(deep_merge(raw, parse_overrides(list(overrides))), "study.yaml")
 
 
 def test_matches_each_named_axis_and_ignores_the_others():
@@ -27,9 +36,9 @@ def test_matches_each_named_axis_and_ignores_the_others():
 
 
 def test_exclude_drops_cells_of_the_grid():
-    spec = load_spec("study", ["conditions.exclude=[{snrs_db: [0.0], corruptions: [bursty@0.5]}]"])
+    spec = _study(["conditions.exclude=[{snrs_db: [0.0], corruptions: [bursty@0.5]}]"])
     conds = expand_conditions(spec.conditions)
-    full = expand_conditions(load_spec("study").conditions)
+    full = expand_conditions(_study().conditions)
     assert len(full) == 20 and len(conds) == 15
     assert not [c for c in conds if c.snr_db == 0.0 and c.corruption != "none"]
     assert {c.condition_id for c in conds} < {c.condition_id for c in full}
@@ -47,7 +56,7 @@ def test_exclude_drops_cells_of_the_grid():
 ])
 def test_bad_filters_fail_at_load_time_naming_the_key(override, message):
     with pytest.raises(ConfigError, match="study.yaml") as err:
-        load_spec("study", [override])
+        _study([override])
     assert message in str(err.value)
 
 
@@ -91,9 +100,9 @@ def test_subsets_restrict_the_planned_enhancement(tmp_path):
     base = ["training.seeds=[0]", "enhance.algorithms=[ldem, mcem]"]
     subsets = ("enhance.subsets={mcem: {snrs_db: [-5.0], corruptions: [none]}, "
                "mixture-vae: {snrs_db: [-5.0], algorithms: [ldem]}}")
-    plain = _enhance_plan(load_spec("study", base), tmp_path / "a")
-    sub = _enhance_plan(load_spec("study", base + [subsets]), tmp_path / "b")
-    grid = {(c.noise, c.snr_db, c.corruption) for c in expand_conditions(load_spec("study").conditions)}
+    plain = _enhance_plan(_study(base), tmp_path / "a")
+    sub = _enhance_plan(_study(base + [subsets]), tmp_path / "b")
+    grid = {(c.noise, c.snr_db, c.corruption) for c in expand_conditions(_study().conditions)}
     assert _cells(plain, "a-vae", "mcem") == grid
     assert _cells(sub, "a-vae", "mcem") == {g for g in grid if g[1] == -5.0 and g[2] == "none"}
     assert _cells(sub, "a-vae", "ldem") == grid
