@@ -12,7 +12,8 @@ import sys
 
 from benchmark.configtools import ConfigError
 
-COMMANDS = ("corpus", "train", "mix", "enhance", "enhance_files", "score", "report", "run", "status", "list", "perf", "validate")
+COMMANDS = ("corpus", "train", "mix", "enhance", "enhance_files", "score", "report", "run", "status", "list", "perf", "validate",
+            "noise_check")
 
 log = logging.getLogger("avbench")
 
