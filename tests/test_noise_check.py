@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark.analysis.noise_model import (
-    ARMS, RESULT_FILE, NoiseCheckConfig, consistency, oracle_noise_state, run_noise_check, summarize_check,
+    ARMS, RESULT_FILE, NoiseCheckConfig, consistency, load_results, oracle_noise_state, run_noise_check, summarize_check,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -130,10 +130,10 @@ def test_summary_pairs_the_arms_and_consistency_reads_the_runs_rows(tmp_path):
     # consistency: 0 against rows equal to the NMF arm, the gap when one differs
     nmf_rows = rows[rows["arm"] == "nmf"].assign(model_id="a-vae")
     nmf_rows.to_parquet(tmp_path / "results.parquet", index=False)
-    assert consistency(tmp_path, rows) == 0.0
+    assert consistency(rows, load_results(tmp_path)) == 0.0
     nmf_rows.assign(si_sdr=nmf_rows["si_sdr"] + np.r_[0.25, np.zeros(len(nmf_rows) - 1)]).to_parquet(
         tmp_path / "results.parquet", index=False)
-    assert consistency(tmp_path, rows) == pytest.approx(0.25)
+    assert consistency(rows, load_results(tmp_path)) == pytest.approx(0.25)
 
 
 def test_the_report_shows_the_check(tmp_path):

@@ -31,7 +31,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -94,20 +94,9 @@ def _cell_items(run_dir: Path, cfg: NoiseCheckConfig) -> pd.DataFrame:
     return sel.sort_values(["condition_id", "utt_id"]).reset_index(drop=True)
 
 
-def _si_sdr_rows(run_dir: Path, items: pd.DataFrame, estimates: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-    """item_id -> (SI-SDR of the estimate, SI-SDR of the mixture), both against the clean speech."""
-    from benchmark.audio_io import read_audio
-    from benchmark.metrics.sisdr import si_sdr
-
-    out = {}
-    for it in items.to_dict("records"):
-        est = estimates.get(it["item_id"])
-        if est is None:
-            continue
-        clean = read_audio(run_dir / it["clean_path"], validate=False)
-        mixture = read_audio(run_dir / it["mixture_path"], validate=False)
-        out[it["item_id"]] = (si_sdr(clean, est), si_sdr(clean, mixture))
-    return out
+def _seed_labels(s: pd.Series) -> pd.Series:
+    """``train_seed`` as ints, -1 for a model trained once (no seed): a label to pair and resample on."""
+    return pd.to_numeric(s, errors="coerce").fillna(-1).astype(int)
 
 
 def check_one(run_dir: str | Path, label: str, train_seed: Optional[int], ckpt_dir: str | Path, items: pd.DataFrame,
@@ -116,6 +105,8 @@ def check_one(run_dir: str | Path, label: str, train_seed: Optional[int], ckpt_d
     mixtures table); the NMF arm through the run's enhancement API, one call per condition as
     the run's CPU jobs made them, the oracle arm through :func:`models.enhancement.em.run_em`."""
     import models
+    from benchmark.audio_io import read_audio
+    from benchmark.metrics.sisdr import si_sdr
     from benchmark.runner.stages.enhance import _load_inputs
     from models.enhancement.api import algorithm_config, enhance
     from models.enhancement.batch import make_batch, prepare_item
@@ -128,6 +119,7 @@ def check_one(run_dir: str | Path, label: str, train_seed: Optional[int], ckpt_d
     if getattr(model, "is_composite", False) or hasattr(model, "custom_enhance"):
         raise ValueError(f"{label}: a composite model; the noise check is about one speech prior")
     av = bool(getattr(model, "is_audio_visual", False))
+    oracle = ALGORITHMS.get(algorithm)(algorithm_config(algorithm, {**dict(params or {}), "update": "g"}))  # W, H fixed
     est: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in ARMS}
     for _, grp in items.groupby("condition_id", sort=True):
         recs = grp.to_dict("records")
@@ -138,20 +130,21 @@ def check_one(run_dir: str | Path, label: str, train_seed: Optional[int], ckpt_d
         prepared = [prepare_item(inp, i, need_lips=av, need_sources=True, need_level=bool(getattr(model, "uses_level", False)))
                     for i, inp in enumerate(inputs)]
         batch = make_batch(prepared)
-        cfg = algorithm_config(algorithm, {**dict(params or {}), "update": "g"})
-        algo = ALGORITHMS.get(algorithm)(cfg)
-        for r in run_em(algo, model, batch, rank=nmf_rank, seed=seed,
+        for r in run_em(oracle, model, batch, rank=nmf_rank, seed=seed,
                         nmf_init=oracle_noise_state(batch.noise_power, batch.mask)):
             est["oracle-noise"][r.item_id] = r.estimate
     rows = []
-    meta = items.set_index("item_id")
-    for arm in ARMS:
-        for iid, (out, inp) in _si_sdr_rows(rd, items, est[arm]).items():
-            m = meta.loc[iid]
-            rows.append({"model": label, "train_seed": train_seed, "algorithm": algorithm, "arm": arm, "item_id": iid,
-                         "utt_id": m["utt_id"], "noise": m["noise"], "snr_db": float(m["snr_db"]),
+    for m in items.to_dict("records"):  # SI-SDR of each arm's estimate and of the mixture, against the clean speech
+        clean = read_audio(rd / m["clean_path"], validate=False)
+        inp = si_sdr(clean, read_audio(rd / m["mixture_path"], validate=False))
+        for arm in ARMS:
+            if m["item_id"] not in est[arm]:
+                continue
+            out = si_sdr(clean, est[arm][m["item_id"]])
+            rows.append({"model": label, "train_seed": train_seed, "algorithm": algorithm, "arm": arm,
+                         "item_id": m["item_id"], "utt_id": m["utt_id"], "noise": m["noise"], "snr_db": float(m["snr_db"]),
                          "corruption": m["corruption"], "si_sdr": out, "input_si_sdr": inp, "delta_si_sdr": out - inp})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["arm", "item_id"], kind="stable").reset_index(drop=True)
 
 
 def run_noise_check(run_dir: str | Path, cfg: NoiseCheckConfig = NoiseCheckConfig(), *, progress: bool = True) -> pd.DataFrame:
@@ -195,28 +188,30 @@ def _check_task(*args: Any) -> pd.DataFrame:
         return check_one(*args)
 
 
-def consistency(run_dir: str | Path, df: pd.DataFrame) -> Optional[float]:
-    """Largest |SI-SDR difference| (dB) between the check's ``nmf`` arm and the run's own result
-    rows of the same (model, algorithm, training seed, item); None when nothing matches."""
-    res_path = Path(run_dir) / "results.parquet"
-    if not res_path.exists():
+def consistency(df: pd.DataFrame, results: Optional[pd.DataFrame]) -> Optional[float]:
+    """Largest |SI-SDR difference| (dB) between the check's ``nmf`` arm and the run's own
+    ``results`` rows of the same (model, algorithm, training seed, item); None when nothing matches."""
+    if results is None or "si_sdr" not in results or "model_id" not in results:
         return None
-    res = pd.read_parquet(res_path)
-    if "si_sdr" not in res or "model_id" not in res:
-        return None
-    res = res[res["model_id"].isin(df["model"].unique())]
+    res = results[results["model_id"].isin(df["model"].unique())]
     if res.empty:
         return None
     res = res.assign(model=res["model_id"])
     nmf = df[df["arm"] == "nmf"]
-    key = ["model", "algorithm", "item_id"] + (["train_seed"] if "train_seed" in res else [])
-    norm = lambda s: pd.to_numeric(s, errors="coerce").fillna(-1).astype(int)  # noqa: E731
-    a = nmf.assign(train_seed=norm(nmf["train_seed"])) if "train_seed" in key else nmf
-    b = res.assign(train_seed=norm(res["train_seed"])) if "train_seed" in key else res
-    m = a.merge(b[key + ["si_sdr"]], on=key, suffixes=("", "_run"))
+    key = ["model", "algorithm", "item_id"]
+    if "train_seed" in res:
+        key.append("train_seed")
+        nmf, res = nmf.assign(train_seed=_seed_labels(nmf["train_seed"])), res.assign(train_seed=_seed_labels(res["train_seed"]))
+    m = nmf.merge(res[key + ["si_sdr"]], on=key, suffixes=("", "_run"))
     if m.empty:
         return None
     return float(np.nanmax(np.abs(m["si_sdr"] - m["si_sdr_run"])))
+
+
+def load_results(run_dir: str | Path) -> Optional[pd.DataFrame]:
+    """The run's ``results.parquet``, or None before it is scored."""
+    p = Path(run_dir) / "results.parquet"
+    return pd.read_parquet(p) if p.exists() else None
 
 
 def summarize_check(df: pd.DataFrame, results: Optional[pd.DataFrame] = None, *, n_boot: int = 2000) -> pd.DataFrame:
@@ -226,7 +221,7 @@ def summarize_check(df: pd.DataFrame, results: Optional[pd.DataFrame] = None, *,
     SI-SDR on the same items when the run's ``results`` are given."""
     from benchmark.report.stats import summarize
 
-    d = df.assign(train_seed=pd.to_numeric(df["train_seed"], errors="coerce").fillna(-1).astype(int))  # -1: one seed
+    d = df.assign(train_seed=_seed_labels(df["train_seed"]))
     wide = d.pivot_table(index=["model", "train_seed", "noise", "utt_id", "item_id"], columns="arm",
                          values="delta_si_sdr", dropna=False).reset_index()
     wide["diff"] = wide["oracle-noise"] - wide["nmf"]
@@ -263,7 +258,7 @@ def load_check(run_dir: str | Path) -> Optional[pd.DataFrame]:
 
 def cell_line(df: pd.DataFrame) -> str:
     """"<algorithm>, <snr> dB, <corruption> video" of the check's rows."""
-    parts: Sequence[str] = [", ".join(sorted(map(str, df["algorithm"].unique()))),
+    parts = [", ".join(sorted(map(str, df["algorithm"].unique()))),
                             ", ".join(f"{v:g} dB" for v in sorted(df["snr_db"].unique())),
                             ", ".join(sorted(map(str, df["corruption"].unique()))) + " video"]
     return "; ".join(parts)

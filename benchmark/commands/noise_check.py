@@ -26,12 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from pathlib import Path
 
     from benchmark.analysis.noise_model import (
-        RESULT_FILE, NoiseCheckConfig, cell_line, consistency, format_summary, run_noise_check, summarize_check,
+        RESULT_FILE, NoiseCheckConfig, cell_line, consistency, format_summary, load_results, run_noise_check,
+        summarize_check,
     )
-    from pathlib import Path
 
     cfg = NoiseCheckConfig(models=list(args.models), algorithm=args.algorithm, snr_db=args.snr,
                            corruption=args.corruption, jobs=args.jobs)
@@ -39,9 +39,8 @@ def run(args: argparse.Namespace) -> int:
         rows = run_noise_check(args.run_dir, cfg, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"noise-check: {exc}")
-    res_path = Path(args.run_dir) / "results.parquet"
-    results = pd.read_parquet(res_path) if res_path.exists() else None
-    gap = consistency(args.run_dir, rows)
+    results = load_results(args.run_dir)
+    gap = consistency(rows, results)
     print(format_summary(summarize_check(rows, results), cell_line(rows)))
     if gap is not None:
         print(f"NMF arm vs the run's own result rows: max |SI-SDR difference| {gap:.3g} dB")

@@ -176,7 +176,7 @@ def _noise_check(rd: RunData, results: pd.DataFrame, n_boot: int) -> tuple[Optio
         rows = load_check(rd.run_dir)
         if rows is None or rows.empty:
             return None, ""
-        gap = consistency(rd.run_dir, rows)
+        gap = consistency(rows, results)
         cell = cell_line(rows) + ("" if gap is None else f"; NMF arm vs the run's own rows: max |Δ SI-SDR| {gap:.2g} dB")
         return summarize_check(rows, results, n_boot=n_boot), cell
     except (OSError, ValueError, KeyError) as exc:
