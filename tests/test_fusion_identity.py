@@ -96,6 +96,21 @@ def test_constant_control_starts_as_audio_only_only_at_weight_zero():
     assert torch.equal(f(a, v, mask).fused, torch.tanh(a))
 
 
+def test_constant_weight_zero_keeps_the_video_out_after_training():
+    """The study's budget-matched audio-only control (``av-vae/video-off``): with visual weight 0
+    the fused vector ignores the video for any weights (not only at the identity start), and no
+    gradient reaches the visual projection, so training cannot open the path."""
+    torch.manual_seed(1)
+    f = build_fusion("constant", audio_dim=H, visual_dim=DV, out_dim=H, visual_weight=0.0)
+    a, mask = torch.randn(2, 5, H), torch.ones(2, 5, dtype=torch.bool)
+    out1 = f(a, torch.randn(2, 5, DV), mask).fused  # random (trained-like) W_a, not the identity
+    out2 = f(a, torch.zeros(2, 5, DV), mask).fused  # a black video
+    assert torch.equal(out1, out2) and not torch.equal(out1, torch.tanh(a))
+    out1.square().sum().backward()
+    assert f.proj_a.weight.grad.abs().sum() > 0
+    assert f.proj_v.weight.grad is None or torch.count_nonzero(f.proj_v.weight.grad) == 0
+
+
 # -- the visual-weight definition on constructed parameters ---------------------------------------
 D = 6
 

@@ -216,5 +216,11 @@ def test_study_preset_answers_the_question():
     # MCEM on the headline cell (-5 dB, clean video), for the published systems only
     assert spec.enhance.subsets["mcem"] == {"snrs_db": [-5.0], "corruptions": ["none"]}
     mcem = {m for m in labels if "mcem" in spec.enhance.subsets.get(m, {}).get("algorithms", ["mcem"])}
-    assert mcem == {"a-vae", "av-vae/concat", "av-cvae/concat"}
+    assert mcem == {"a-vae", "av-vae/concat", "av-cvae/concat", "av-vae/video-off"}
+    # the budget-matched audio-only control: the AV-VAE's training with the video path closed by
+    # construction (constant visual weight 0: it starts as the A-VAE and trains as long as concat)
+    by_label = {m.label: m for m in spec.models}
+    off, concat = by_label["av-vae/video-off"], by_label["av-vae/concat"]
+    assert off.fusion == "constant" and off.params["fusion_params"]["visual_weight"] == 0.0
+    assert off.training == concat.training and spec.training.init_from_avae
     assert {"noisy", "oracle-wiener", "nmf-only"} <= set(spec.enhance.baselines)
