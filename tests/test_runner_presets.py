@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.spec import load_spec, preset_names
 
-SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study"]
+SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study", "study-power"]
 
 
 def test_all_presets_shipped():
@@ -192,6 +192,32 @@ def test_upstream_failures_become_the_enhance_stages_failure_rows(tmp_path):
     assert rows.loc[("bad-item", "a-vae"), "error"] == "mix: boom"
     assert rows.loc[("ok-item", "av-vae/gated"), "error"].endswith("RuntimeError: nan loss")
     assert rows.loc[("ok-item", "av-vae/gated"), "snr_db"] == 0.0  # the item's identity columns
+
+
+def test_study_power_preset_extends_the_study_on_its_headline():
+    """study-power: six seeds and eight utterances on the study's headline cell, for the systems of
+    the headline. Its corpus, training settings and model entries equal the study's, so the jobs
+    of the study's first 3 seeds x 4 utterances are exactly the study's (a copy of a finished study
+    run resumes it), and it compares everything with the budget-matched video-off control."""
+    from benchmark.configtools import to_dict
+
+    power, study = load_spec("study-power"), load_spec("study")
+    assert to_dict(power.corpus) == to_dict(study.corpus)
+    pt, st = to_dict(power.training), to_dict(study.training)
+    assert {k: v for k, v in pt.items() if k != "seeds"} == {k: v for k, v in st.items() if k != "seeds"}
+    assert power.training.seed_list[:3] == study.training.seed_list and len(power.training.seed_list) >= 6
+    assert power.conditions.n_utterances >= 2 * study.conditions.n_utterances
+    assert power.conditions.snrs_db == [-5.0] and power.conditions.corruptions == ["none"]
+    assert set(power.conditions.noises) == set(study.conditions.noises)
+    assert (power.seed, power.conditions.split) == (study.seed, study.conditions.split)
+    by_label = {m.label: to_dict(m) for m in study.models}
+    for m in power.models:
+        assert to_dict(m) == by_label[m.label], m.label  # same entry: same training key per seed
+    labels = {m.label for m in power.models}
+    assert {"a-vae", "av-vae/video-off", "av-vae/concat", "av-cvae/concat"} <= labels
+    assert "model_id=av-vae/video-off" in power.report.references
+    assert power.enhance.algorithms == study.enhance.algorithms and not power.enhance.algorithm_params
+    assert to_dict(power.metrics) == to_dict(study.metrics)
 
 
 def test_study_preset_answers_the_question():
