@@ -84,6 +84,30 @@ def test_reliability_table_tracks_weights_without_special_cases(tmp_path):
     assert np.isnan(rel2.loc["tracker", "auc_paired"])  # the paired AUC needs the traces
 
 
+def test_significance_markers_stay_distinct_beyond_five_references():
+    """Three reference models x two algorithms are six reference systems (the study preset); each
+    gets its own marker, in the table notes and in LaTeX (the first version cycled through five
+    symbols, so the sixth reference reused the first one's)."""
+    from benchmark.report.tables import MARKERS, latex_markers, marker
+
+    marks = [marker(i) for i in range(len(MARKERS) + 3)]
+    assert len(set(marks)) == len(marks) and marks[len(MARKERS)] == f"({len(MARKERS) + 1})"
+    rng = np.random.default_rng(2)
+    refs = [f"ref{i}" for i in range(7)]
+    rows = [{"utt_id": f"u{u}", "condition_id": "c0", "snr_db": 0.0, "model_id": m, "fusion": None, "model": m,
+             "algorithm": "ldem", "si_sdr": rng.normal(0, 1) + (3.0 if m == "best" else 0.0), "status": "ok"}
+            for u in range(12) for m in refs + ["best"]]
+    df = add_system_column(pd.DataFrame(rows))
+    t = paper_table(df, "si_sdr", systems=system_order(df), references=[f"model_id={r}" for r in refs], n_boot=50)
+    best = next(s for s in t.markers.index if s.startswith("best"))
+    assert all(set(m) == set("".join(marks[:7])) for m in t.markers.loc[best])
+    notes = t.to_markdown()
+    for i in range(7):
+        assert f"{marks[i]}: significantly better than" in notes
+    tex = t.to_latex()
+    assert r"\Vert" in tex and r"\sharp" in tex and latex_markers("†(12)") == r"\dagger(12)"
+
+
 def test_paper_table_bold_markers_and_formats():
     rng = np.random.default_rng(1)
     rows = []

@@ -29,8 +29,22 @@ from benchmark.report.style import EXTERNAL_MARK, metric_label
 
 log = logging.getLogger(__name__)
 
-MARKERS = ["†", "‡", "§", "¶", "#"]
-LATEX_MARKERS = {"†": r"\dagger", "‡": r"\ddagger", "§": r"\S", "¶": r"\P", "#": r"\#"}
+#: significance markers, one per reference system (in the order of the references); a table
+#: with more references than symbols numbers the rest "(12)", "(13)", ... so no two share a mark
+MARKERS = ["†", "‡", "§", "¶", "#", "‖", "♯", "♭", "♮", "◊", "★"]
+LATEX_MARKERS = {"†": r"\dagger", "‡": r"\ddagger", "§": r"\S", "¶": r"\P", "#": r"\#", "‖": r"\Vert",
+                 "♯": r"\sharp", "♭": r"\flat", "♮": r"\natural", "◊": r"\lozenge", "★": r"\star"}
+
+
+def marker(i: int) -> str:
+    """The significance marker of the ``i``-th reference (0-based): a symbol of :data:`MARKERS`,
+    then ``(i + 1)``."""
+    return MARKERS[i] if i < len(MARKERS) else f"({i + 1})"
+
+
+def latex_markers(marks: str) -> str:
+    """A cell's marker string in LaTeX math (symbols mapped, numbered markers kept)."""
+    return "".join(LATEX_MARKERS.get(ch, ch if ch.isdigit() or ch in "()" else "") for ch in marks)
 AVG = "Avg."
 _LONG_KEYS = ("system", "metric", "n", "n_nan", "n_failed", "n_valid", "n_seeds", "n_utterances", "mean", "median",
               "std", "ci_low", "ci_high")
@@ -102,7 +116,7 @@ class PaperTable:
         parts = [f"Mean ± half-width of the {self.notes_ci()} {what}; n = rows (NaN/failed rows "
                  "are excluded from the mean). Bold: best system with a model per column."]
         for i, r in enumerate(self.references):
-            parts.append(f"{MARKERS[i % len(MARKERS)]}: significantly better than {r} (paired Wilcoxon signed-rank, "
+            parts.append(f"{marker(i)}: significantly better than {r} (paired Wilcoxon signed-rank, "
                          "Holm-corrected, p < 0.05)")
         if self.external:
             parts.append(f"Marked {EXTERNAL_MARK}: an outside system (its enhanced files brought in and scored "
@@ -143,7 +157,7 @@ class PaperTable:
             for c in self.columns:
                 m, h, b = self.cell(s, c)
                 txt = rf"\textbf{{{m}}}" if b else m
-                mk = "".join(LATEX_MARKERS.get(ch, "") for ch in self.markers.loc[s, c])
+                mk = latex_markers(self.markers.loc[s, c])
                 if mk:
                     txt += f"$^{{{mk}}}$"
                 if h != "–":
@@ -246,7 +260,7 @@ def paper_table(
             for t in tests.itertuples(index=False):
                 td = t._asdict()
                 if td["p_holm"] < alpha and sign * td["mean_diff"] > 0 and td["system"] in markers.index:
-                    mk = MARKERS[refs.index(td["reference"]) % len(MARKERS)]
+                    mk = marker(refs.index(td["reference"]))
                     markers.loc[td["system"], td["tcolumn"]] += mk
     has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"].unique()) if "model_id" in df else set(systems)
     controls = set()  # the diagnostics' controls (e.g. the oracle-reliability fusion) are never ranked
