@@ -85,3 +85,23 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     r = run_chromium(binary, url, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2000")
     assert r.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000
     print("screenshot:", shot)
+
+
+def test_spectrogram_figure_keeps_baselines_and_references_first():
+    """A study has ~20 systems; the example's spectrogram figure shows at most
+    MAX_SPECTROGRAM_SYSTEMS of them: baselines and reference systems first, in table order."""
+    import pandas as pd
+
+    from benchmark.report.api import spectrogram_systems
+
+    systems = ["oracle-wiener", "a-vae · ldem", "av-vae/concat · ldem"] + [f"av-vae/f{i} · ldem" for i in range(8)] + \
+        ["av-vae/video-off · ldem"]
+    df = pd.DataFrame({"system": systems,
+                       "model_id": [""] + [s.split(" · ")[0] for s in systems[1:]],
+                       "model": [""] + [s.split("/")[0].split(" · ")[0] for s in systems[1:]]})
+    refs = ["model=a-vae", "model_id=av-vae/video-off"]
+    shown = spectrogram_systems(systems, df, refs, limit=5)
+    assert shown == ["oracle-wiener", "a-vae · ldem", "av-vae/concat · ldem", "av-vae/f0 · ldem",
+                     "av-vae/video-off · ldem"]
+    assert spectrogram_systems(systems, df, refs, limit=50) == systems
+    assert spectrogram_systems(systems[:3], df, [], limit=2) == ["oracle-wiener", "a-vae · ldem"]

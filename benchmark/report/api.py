@@ -23,7 +23,7 @@ from benchmark.report import diagnostics as diag
 from benchmark.report import plots
 from benchmark.report.html import HtmlReport, esc, frame_table_html, methods_html, metric_methods, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
-from benchmark.report.stats import SEED_COLUMN, paired_tests, summarize_many
+from benchmark.report.stats import SEED_COLUMN, paired_tests, select_systems, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
 from benchmark.report.models_table import lip_information, training_summary, training_table
 from benchmark.report.tables import (PRECISION_TARGET_DB, difference_table, efficiency_table, headline_tests, paper_table,
@@ -34,6 +34,9 @@ from benchmark.spec import ReportSpec
 log = logging.getLogger(__name__)
 
 HEADLINE = ("si_sdr", "pesq_wb", "pesq_nb", "pesq", "stoi", "estoi", "sdr")
+#: enhanced systems shown in an example's spectrogram figure (beside clean and noisy); the audio
+#: players below it have every system. A study with ~20 systems made a 3.7 MB PNG (and PDF) of it.
+MAX_SPECTROGRAM_SYSTEMS = 8
 
 
 def _report_spec(spec: Any, rd: RunData) -> ReportSpec:
@@ -97,6 +100,19 @@ def _pick_examples(ctx: _Ctx, frames: pd.DataFrame) -> list[str]:
     return picked
 
 
+def spectrogram_systems(systems: list[str], df: pd.DataFrame, references: list[str],
+                        limit: int = MAX_SPECTROGRAM_SYSTEMS) -> list[str]:
+    """At most ``limit`` of ``systems`` (in table order) for an example's spectrogram figure: the
+    baselines (rows without a model) and the paired tests' reference systems first, then the
+    others in order; the result keeps the table order."""
+    has_model = df["model_id"].fillna("").astype(str).str.strip() != "" if "model_id" in df else pd.Series(True, index=df.index)
+    baselines = set(df.loc[~has_model, "system"]) if "system" in df else set()
+    refs = set(select_systems(df, references)) if "system" in df else set()
+    first = [s for s in systems if s in baselines or s in refs]
+    keep = set((first + [s for s in systems if s not in first])[:max(0, limit)])
+    return [s for s in systems if s in keep]
+
+
 def _read_wav(p: Optional[Path]) -> Optional[np.ndarray]:
     if p is None or not p.exists():
         return None
@@ -156,12 +172,15 @@ def _example(ctx: _Ctx, item: str, frames: pd.DataFrame, h: HtmlReport, figs: li
         panels["clean"] = clean
     if noisy is not None:
         panels["noisy"] = noisy
-    panels.update(enh)
+    shown = spectrogram_systems(list(enh), ctx.df, ctx.spec.references)
+    panels.update({k: enh[k] for k in shown})
     if len(panels) > 1:
         out = plots.spectrogram_panels(panels, f"Spectrograms: {desc}", ctx.pal, ctx.figures / f"spectrograms_{safe}")
         if out:
             figs += out
-            h.figure(out[0], "Clean, noisy and enhanced spectrograms (same colour scale).")
+            left = (f" {len(shown)} of the {len(enh)} systems: the baselines and the reference systems first, then "
+                    "in table order (every system's audio is below)." if len(shown) < len(enh) else "")
+            h.figure(out[0], "Clean, noisy and enhanced spectrograms (same colour scale)." + left)
     clips = ([("clean", clean)] if clean is not None else []) + ([("noisy", noisy)] if noisy is not None else []) + list(enh.items())
     if clips:
         h.audio_grid(clips)
