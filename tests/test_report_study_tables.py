@@ -60,6 +60,24 @@ def test_training_table_reads_every_checkpoint(tmp_path):
     assert s.loc["av-vae/concat", "early-stopped"] == "2/2" and s.loc["a-vae", "early-stopped"] == "0/2"
     assert s.loc["a-vae", "video gain (nats/frame)"] == "–"
     assert training_table(tmp_path / "nothing").empty and training_summary(training_table(tmp_path / "nothing")).empty
+    # a run folder that keeps another run's checkpoints (resumed with fewer models, or copied):
+    # only the run's own model labels are listed
+    assert set(training_table(run, labels=["a-vae"], probe_units=False)["model"]) == {"a-vae"}
+
+
+def test_report_model_table_lists_the_runs_own_models(tmp_path):
+    """run.json names the run's model entries; a checkpoint folder of another model (left by an
+    earlier version of the run, or copied with its folder) is not in the report's model table."""
+    from benchmark.report.api import run_model_labels
+    from benchmark.report.runfolder import RunData
+
+    def rd(info):
+        return RunData(tmp_path, pd.DataFrame(), None, None, info, [])
+
+    models = [{"name": "a-vae"}, {"name": "av-vae", "fusion": "constant", "id": "av-vae/video-off"},
+              {"name": "av-vae", "fusion": "gated", "training": {"reliability_loss_weight": 1.0}}]
+    assert run_model_labels(rd({"spec": {"models": models}})) == ["a-vae", "av-vae/video-off", "av-vae/gated+relsup"]
+    assert run_model_labels(rd({})) is None and run_model_labels(rd({"spec": {"models": [{"nme": 1}]}})) is None
 
 
 def test_report_shows_the_tables(tmp_path):

@@ -100,6 +100,22 @@ def _pick_examples(ctx: _Ctx, frames: pd.DataFrame) -> list[str]:
     return picked
 
 
+def run_model_labels(rd: RunData) -> Optional[list[str]]:
+    """The labels of the run's model entries (``run.json``'s spec), or None when it does not say
+    (then the model table lists every checkpoint folder)."""
+    from benchmark.configtools import from_dict
+    from benchmark.spec import ModelEntry
+
+    models = (rd.info.get("spec") or {}).get("models") if isinstance(rd.info, dict) else None
+    if not isinstance(models, list):
+        return None
+    try:
+        return [from_dict(ModelEntry, m, source="run.json").label for m in models]
+    except Exception as exc:  # noqa: BLE001 - an older run.json: list every checkpoint
+        log.warning("run.json model entries not usable (%s); the model table lists every checkpoint", exc)
+        return None
+
+
 def spectrogram_systems(systems: list[str], df: pd.DataFrame, references: list[str],
                         limit: int = MAX_SPECTROGRAM_SYSTEMS) -> list[str]:
     """At most ``limit`` of ``systems`` (in table order) for an example's spectrogram figure: the
@@ -275,7 +291,8 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     if not diffs.empty:
         write_frame(diffs, ctx.tables / "headline_differences",
                     title=f"Paired differences in {metric_label(qual)} vs each reference, headline conditions")
-    trained = training_table(rd.run_dir, order=[s for s in dict.fromkeys(df["model_id"].astype(str)) if s])
+    trained = training_table(rd.run_dir, order=[s for s in dict.fromkeys(df["model_id"].astype(str)) if s],
+                             labels=run_model_labels(rd))
     trained_summary = training_summary(trained)
     if not trained.empty:
         write_frame(trained, ctx.tables / "models", title="Trained models (best validation epoch)", floatfmt=".4g")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,15 +80,19 @@ def visual_units_constant(checkpoint: str | Path, lips: Sequence[np.ndarray]) ->
     return float(((hi - lo) < 1e-6).float().mean())
 
 
-def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None, probe_units: bool = True) -> pd.DataFrame:
+def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None, probe_units: bool = True,
+                   labels: Optional[Iterable[str]] = None) -> pd.DataFrame:
     """:data:`COLUMNS` for every checkpoint under ``run_dir/models`` (empty when there is none);
     rows sorted by ``order`` (model labels; others after) then training seed. A checkpoint whose
     ``config.json`` cannot be read is skipped with a warning naming it. ``probe_units``: run each
     audio-visual model's front-end on the validation lips of the run's corpus
-    (:func:`visual_units_constant`; needs ``run_dir/corpus``)."""
+    (:func:`visual_units_constant`; needs ``run_dir/corpus``). ``labels``: only the checkpoints of
+    these model labels (a run folder resumed with fewer models, or copied from another run, keeps
+    the other models' folders); None: all."""
     from models.checkpoint import read_meta
 
     root = Path(run_dir) / "models"
+    keep = None if labels is None else set(labels)
     lips: Optional[list[np.ndarray]] = None
     rows = []
     for cfg in sorted(root.glob("*/config.json")) + sorted(root.glob("*/seed-*/config.json")):
@@ -103,6 +107,8 @@ def training_table(run_dir: str | Path, *, order: Optional[Sequence[str]] = None
         if seed is None and isinstance(meta.get("training"), dict) and isinstance(meta["training"].get("seed"), int):
             seed = int(meta["training"]["seed"])
         label = str(meta.get("label") or (cfg.parent.parent.name if seed_dir.startswith("seed-") else cfg.parent.name))
+        if keep is not None and label not in keep:
+            continue
         row = training_row(meta, label, seed)
         if probe_units and np.isfinite(row["video_gain_nats_per_frame"]) and (cfg.parent / "checkpoint.pt").exists():
             if lips is None:
