@@ -105,3 +105,28 @@ def test_spectrogram_figure_keeps_baselines_and_references_first():
                      "av-vae/video-off · ldem"]
     assert spectrogram_systems(systems, df, refs, limit=50) == systems
     assert spectrogram_systems(systems[:3], df, [], limit=2) == ["oracle-wiener", "a-vae · ldem"]
+
+
+def test_a_new_report_removes_the_previous_reports_files(report, tmp_path):
+    """Writing a report into a folder that holds an earlier one removes what the earlier one wrote
+    (listed in its manifest) and keeps files it did not write."""
+    from benchmark.report.api import MANIFEST
+
+    run, index = report
+    out = tmp_path / "rep"
+    spec = ReportSpec(bootstrap=50, n_examples=0, figure_formats=["png"], metrics=["si_sdr"])
+    write_report(run, out, spec, progress=False)
+    listed = (out / MANIFEST).read_text().split()
+    assert "index.html" in listed and "summary.md" in listed and any(f.startswith("tables/") for f in listed)
+    stale = out / "tables" / "noise_model_check.md"  # as if an earlier report had an analysis
+    stale.write_text("old\n")
+    (out / MANIFEST).write_text((out / MANIFEST).read_text() + "tables/noise_model_check.md\n")
+    mine = out / "tables" / "my_notes.md"
+    mine.write_text("keep\n")
+    write_report(run, out, spec, progress=False)
+    assert not stale.exists() and mine.exists()
+    assert "noise_model_check" not in (out / "summary.md").read_text()
+    listed = (out / MANIFEST).read_text().split()
+    assert "tables/noise_model_check.md" not in listed and "tables/my_notes.md" not in listed
+    write_report(run, out, spec, progress=False)
+    assert mine.exists()

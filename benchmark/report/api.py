@@ -231,10 +231,54 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, spec: A
     rd = load_run(run_dir)
     rs = _report_spec(spec, rd)
     out = Path(out_dir) if out_dir is not None else Path("reports") / rd.run_dir.name
+    clear_previous_report(out)
+    before = _file_stamps(out)
     with plots.figure_formats(rs.figure_formats):
         index = _write(rd, rs, out, progress)
+    write_manifest(out, before)
     log.info("report written to %s (%.1f s)", index, time.time() - t0)
     return index
+
+
+#: the list of files a report wrote (relative to its folder), so that the next report into the same
+#: folder removes them first: a table or figure the new report does not make (a system or an
+#: analysis no longer in the run) must not stay behind and be listed in ``summary.md``
+MANIFEST = "report_files.txt"
+
+
+def clear_previous_report(out: Path) -> list[Path]:
+    """Delete the files that the previous report in ``out`` wrote (its :data:`MANIFEST`), and the
+    manifest; files it does not list (a user's own) stay. Returns the deleted paths."""
+    out = Path(out)
+    man = out / MANIFEST
+    if not man.exists():
+        return []
+    root = out.resolve()
+    gone = []
+    for line in man.read_text().splitlines():
+        p = (out / line.strip()).resolve()
+        if line.strip() and root in p.parents and p.is_file():
+            p.unlink()
+            gone.append(p)
+    man.unlink()
+    if gone:
+        log.info("%s: removed the %d files of the previous report", out, len(gone))
+    return gone
+
+
+def _file_stamps(out: Path) -> dict[str, int]:
+    """``relative path -> mtime_ns`` of every file under ``out`` (empty if it does not exist)."""
+    out = Path(out)
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} if out.exists() else {}
+
+
+def write_manifest(out: Path, before: dict[str, int]) -> Path:
+    """Write :data:`MANIFEST`: every file under ``out`` that is new or changed since ``before``
+    (:func:`_file_stamps` taken before the report was written), i.e. what this report wrote."""
+    out = Path(out)
+    files = sorted(f for f, t in _file_stamps(out).items() if f != MANIFEST and before.get(f) != t)
+    (out / MANIFEST).write_text("\n".join(files) + "\n")
+    return out / MANIFEST
 
 
 def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
