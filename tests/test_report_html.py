@@ -123,10 +123,21 @@ def test_a_new_report_removes_the_previous_reports_files(report, tmp_path):
     (out / MANIFEST).write_text((out / MANIFEST).read_text() + "tables/noise_model_check.md\n")
     mine = out / "tables" / "my_notes.md"
     mine.write_text("keep\n")
+    other = out / "notes.txt"  # outside the report's files: never listed, even when written meanwhile
+    other.write_text("keep\n")
     write_report(run, out, spec, progress=False)
     assert not stale.exists() and mine.exists()
     assert "noise_model_check" not in (out / "summary.md").read_text()
     listed = (out / MANIFEST).read_text().split()
     assert "tables/noise_model_check.md" not in listed and "tables/my_notes.md" not in listed
+    assert "notes.txt" not in listed
     write_report(run, out, spec, progress=False)
-    assert mine.exists()
+    assert mine.exists() and other.exists()
+    # a file written next to the report while it runs is not the report's: never listed
+    from benchmark.report.api import _file_stamps, write_manifest
+
+    before = _file_stamps(out)
+    (out / "tables" / "new_table.md").write_text("x\n")
+    other.write_text("changed meanwhile\n")
+    listed = write_manifest(out, before).read_text().split()
+    assert listed == ["tables/new_table.md"]

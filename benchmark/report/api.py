@@ -272,11 +272,17 @@ def _file_stamps(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} if out.exists() else {}
 
 
+#: what a report writes into its folder: these files and everything under these subfolders
+REPORT_FILES, REPORT_DIRS = ("index.html", "summary.md"), ("tables", "figures")
+
+
 def write_manifest(out: Path, before: dict[str, int]) -> Path:
-    """Write :data:`MANIFEST`: every file under ``out`` that is new or changed since ``before``
-    (:func:`_file_stamps` taken before the report was written), i.e. what this report wrote."""
+    """Write :data:`MANIFEST`: the report's files (:data:`REPORT_FILES`, :data:`REPORT_DIRS`) under
+    ``out`` that are new or changed since ``before`` (:func:`_file_stamps` taken before the report
+    was written), i.e. what this report wrote; nothing else in the folder is ever listed."""
     out = Path(out)
-    files = sorted(f for f, t in _file_stamps(out).items() if f != MANIFEST and before.get(f) != t)
+    ours = [f for f, t in _file_stamps(out).items() if before.get(f) != t]
+    files = sorted(f for f in ours if f in REPORT_FILES or Path(f).parts[0] in REPORT_DIRS)
     (out / MANIFEST).write_text("\n".join(files) + "\n")
     return out / MANIFEST
 
