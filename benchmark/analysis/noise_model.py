@@ -259,6 +259,6 @@ def load_check(run_dir: str | Path) -> Optional[pd.DataFrame]:
 def cell_line(df: pd.DataFrame) -> str:
     """"<algorithm>, <snr> dB, <corruption> video" of the check's rows."""
     parts = [", ".join(sorted(map(str, df["algorithm"].unique()))),
-                            ", ".join(f"{v:g} dB" for v in sorted(df["snr_db"].unique())),
-                            ", ".join(sorted(map(str, df["corruption"].unique()))) + " video"]
+             ", ".join(f"{v:g} dB" for v in sorted(df["snr_db"].unique())),
+             ", ".join(sorted(map(str, df["corruption"].unique()))) + " video"]
     return "; ".join(parts)

@@ -45,6 +45,8 @@ def marker(i: int) -> str:
 def latex_markers(marks: str) -> str:
     """A cell's marker string in LaTeX math (symbols mapped, numbered markers kept)."""
     return "".join(LATEX_MARKERS.get(ch, ch if ch.isdigit() or ch in "()" else "") for ch in marks)
+
+
 AVG = "Avg."
 _LONG_KEYS = ("system", "metric", "n", "n_nan", "n_failed", "n_valid", "n_seeds", "n_utterances", "mean", "median",
               "std", "ci_low", "ci_high")
