@@ -56,6 +56,12 @@ class SpeechModel(nn.Module):
     name: str = "base"
     #: whether the model uses the lips
     is_audio_visual: bool = False
+    #: True when the decoder output of a frame depends on that frame's latent only (no temporal
+    #: context over ``z``): MCEM then carries each frame's decoded variance along the accepted MH
+    #: moves instead of decoding the kept states again (:mod:`models.enhancement.mcem`). False is
+    #: always safe; ``tests/test_frame_local_decoder.py`` checks that no registered model claims it
+    #: wrongly.
+    frame_local_decoder: bool = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -262,6 +262,7 @@ class AVAE(_VAEBase):
 
     name = "a-vae"
     is_audio_visual = False
+    frame_local_decoder = True  # Lin_z, tanh, the output layer: frame-wise MLP
 
     def encode(self, power, vfeat, mask, *, return_weights: bool = False):
         mu, lv = self.heads(torch.tanh(self.audio_projection(power, mask)))
@@ -281,6 +282,12 @@ class AVVAE(_VAEBase):
     #: the registered model whose trained entry this one starts from (:meth:`init_from_avae`;
     #: read by the runner's train stage)
     init_from = "a-vae"
+
+    @property
+    def frame_local_decoder(self) -> bool:  # type: ignore[override]
+        """Frame-wise layers, and a decoder fusion (if any) without temporal context over the
+        audio stream (:attr:`models.fusion.base.Fusion.couples_frames`)."""
+        return self.fusion_dec is None or not self.fusion_dec.couples_frames
 
     def __init__(self, config: VAEConfig | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

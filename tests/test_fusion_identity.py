@@ -11,7 +11,6 @@ definition (``docs/fusion_weights.md``), and lets the gradient open its visual p
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -19,20 +18,16 @@ import pytest
 import torch
 
 from models.fusion import build_fusion
-from models.fusion.base import Fusion, fusion_config_class
+from models.fusion.base import Fusion
 from models.registry import FUSIONS
 from models.vae import AVAE, AVVAE
 
+from fusion_helpers import SMALL, own_options
+
 NAMES = FUSIONS.names()
 F, H, L, LIP, DV = 33, 16, 4, 16, 12
-SMALL = {"window": 2, "heads": 2, "head_dim": 4}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _own(name: str, opts: dict) -> dict:
-    fields = {f.name for f in dataclasses.fields(fusion_config_class(name))}
-    return {k: v for k, v in opts.items() if k in fields}
 
 
 def _is_control(name: str) -> bool:
@@ -65,7 +60,7 @@ def test_av_vae_from_avae_is_the_avae_bit_for_bit(name, temporal):
     avae = _avae(temporal)
     torch.manual_seed(6)
     m = AVVAE(n_freq=F, hidden=H, latent_dim=L, lip_size=LIP, visual_dim=DV, frontend_hidden=32, temporal=temporal,
-              fusion=name, fusion_params=_own(name, SMALL)).eval()
+              fusion=name, fusion_params=own_options(name, SMALL)).eval()
     copied = m.init_from_avae(avae)
     assert sum("audio identity" in c for c in copied) == 2, copied
     power, lips, mask = _inputs()
@@ -212,7 +207,7 @@ def test_one_step_on_a_loss_that_needs_video_opens_the_visual_path(name):
     if _is_control(name):
         pytest.skip("a control's weight does not learn")
     torch.manual_seed(0)
-    f = build_fusion(name, audio_dim=H, visual_dim=DV, out_dim=H, **_own(name, SMALL))
+    f = build_fusion(name, audio_dim=H, visual_dim=DV, out_dim=H, **own_options(name, SMALL))
     assert f.init_audio_identity()
     g = torch.Generator().manual_seed(1)
     a, v = torch.randn(4, 16, H, generator=g), torch.randn(4, 16, DV, generator=g)

@@ -67,18 +67,26 @@ class MCEM(EMAlgorithm):
         cfg: MCEMConfig = self.config
         WH = st.noise_var()  # fixed during the chain: computed once, not at every MH step
 
-        def energy(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return ctx.nll_frames(ctx.decode_var(z), st, WH=WH), ctx.prior_quad(z)
+        def energy(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            var = ctx.decode_var(z)
+            return ctx.nll_frames(var, st, WH=WH), ctx.prior_quad(z), var
 
+        # the variances of the kept states: with a frame-local decoder (the variance of a frame
+        # depends on its own latent only) they follow the accepted proposals, whose variances the
+        # chain decoded anyway (one decoder pass at the end of the burn-in instead of one over all
+        # kept states; the same values, each frame's variance computed from the same latent by the
+        # same call shape); otherwise the kept states are decoded in one batched call, which gives
+        # the variance of each state kept
+        local = keep == "var" and bool(getattr(ctx.model, "frame_local_decoder", False))
         res = RandomWalkMH(cfg.proposal_var).run(
             self.z, (ctx.nll_frames(self.var, st, WH=WH), ctx.prior_quad(self.z)), energy, ctx.mask,
             lambda lead, tail=(): ctx.randn(leading=lead, tail=tail), lambda lead: ctx.rand(leading=lead), n_steps, burn_in,
-            accept=ctx.kernels.mh_accept)
+            accept=ctx.kernels.mh_accept, track=ctx.decode_var if local else None)
         zs = res.kept
-        # the variances of the kept states, decoded in one batched call instead of being carried
-        # through every step with a full [B, T, F] select (for a frame-wise decoder this equals the
-        # per-step values; for a decoder with temporal context it is the variance of the state kept)
-        vs = ctx.decode_var(zs) if keep == "var" else None
+        if keep == "var":
+            vs = res.tracked if local else ctx.decode_var(zs)
+        else:
+            vs = None
         self.z = res.z
         self.var = vs[-1] if vs is not None else ctx.decode_var(res.z)
         return (vs if keep == "var" else zs), RandomWalkMH.rate(res.accepted, ctx.mask, n_steps)

@@ -134,49 +134,52 @@ def is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: tor
 
 def _sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH: torch.Tensor, m: torch.Tensor, need_g: bool,
           weights: Optional[torch.Tensor] = None):
-    """Sums over samples of ``P Vx^-2``, ``Vx^-1`` (and, for g, ``P Vs Vx^-2``, ``Vs Vx^-1``), masked;
-    each sample's terms times its weight ``weights [R, B, T]`` when given.
+    """Sums over samples, masked, as ``(a, c, gn, gd)``: for the W and H updates (``need_g``
+    False) ``a = sum_r P Vx^-2`` and ``c = sum_r Vx^-1`` (``gn = gd = None``); for the g update
+    (``need_g`` True) ``gn = sum_r P Vs Vx^-2`` and ``gd = sum_r Vs Vx^-1`` (``a = c = None``: the
+    g update does not use them). Each sample's terms times its weight ``weights [R, B, T]`` when
+    given.
 
     Loops over the R samples so memory stays ``[B, T, F]``."""
     if Vs is None:
+        if need_g:
+            raise ValueError("the g update needs speech variances")
         Vx = WH.clamp_min(EPS)
         inv = 1.0 / Vx
         return _masked(P * inv * inv, m), _masked(inv, m), None, None
-    a = torch.zeros_like(WH)
-    c = torch.zeros_like(WH)
-    gn = torch.zeros_like(WH) if need_g else None
-    gd = torch.zeros_like(WH) if need_g else None
+    acc1 = torch.zeros_like(WH)  # a (W, H) or gn (g): the P Vx^-2 terms
+    acc2 = torch.zeros_like(WH)  # c (W, H) or gd (g): the Vx^-1 terms
     gg = g.unsqueeze(-1)
     for r in range(Vs.shape[0]):  # in-place passes: one [B, T, F] temporary per sample
         inv = torch.addcmul(WH, gg, Vs[r]).clamp_min_(EPS).reciprocal_()
         if weights is not None:
-            _weighted_terms(inv, Vs[r], weights[r].unsqueeze(-1), a, c, gn, gd)
+            _weighted_terms(inv, Vs[r] if need_g else None, weights[r].unsqueeze(-1), acc1, acc2)
             continue
-        c += inv
         if need_g:
-            gd.addcmul_(Vs[r], inv)
-        inv.mul_(inv)
-        a += inv
-        if need_g:
-            gn.addcmul_(Vs[r], inv)
-    a = _masked(a.mul_(P), m)
-    c = _masked(c, m)
-    if need_g:
-        gn = _masked(gn.mul_(P), m)
-        gd = _masked(gd, m)
-    return a, c, gn, gd
+            acc2.addcmul_(Vs[r], inv)
+            inv.mul_(inv)
+            acc1.addcmul_(Vs[r], inv)
+        else:
+            acc2 += inv
+            inv.mul_(inv)
+            acc1 += inv
+    acc1 = _masked(acc1.mul_(P), m)
+    acc2 = _masked(acc2, m)
+    return (None, None, acc1, acc2) if need_g else (acc1, acc2, None, None)
 
 
-def _weighted_terms(inv: torch.Tensor, Vs: torch.Tensor, w: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
-                    gn: Optional[torch.Tensor], gd: Optional[torch.Tensor]) -> None:
-    """Adds one sample's weighted terms ``w Vx^-1``, ``w Vx^-2`` (and ``w Vs Vx^-1``, ``w Vs Vx^-2``)
-    into the accumulators in place (``inv = Vx^-1``, ``w [B, T, 1]``)."""
+def _weighted_terms(inv: torch.Tensor, Vs: Optional[torch.Tensor], w: torch.Tensor, acc1: torch.Tensor,
+                    acc2: torch.Tensor) -> None:
+    """Adds one sample's weighted terms into the accumulators in place (``inv = Vx^-1``, ``w [B, T,
+    1]``): ``w Vx^-2`` into ``acc1`` and ``w Vx^-1`` into ``acc2`` (W, H updates), or with ``Vs`` the
+    g update's ``w Vs Vx^-2`` and ``w Vs Vx^-1``."""
     wi = inv * w
-    c += wi
-    a.addcmul_(wi, inv)
-    if gd is not None:
-        gd.addcmul_(Vs, wi)
-        gn.addcmul_(Vs, wi.mul_(inv))
+    if Vs is None:
+        acc2 += wi
+        acc1.addcmul_(wi, inv)
+    else:
+        acc2.addcmul_(Vs, wi)
+        acc1.addcmul_(Vs, wi.mul_(inv))
 
 
 #: the sums over samples of the M-step: :func:`_sums` (eager) or :func:`fused_sums` (compiled)
@@ -193,13 +196,11 @@ def fused_sums(P: torch.Tensor, Vs: Optional[torch.Tensor], g: torch.Tensor, WH:
         return _sums(P, Vs, g, WH, m, need_g, weights)
     inv = torch.reciprocal((g.unsqueeze(-1) * Vs + WH).clamp_min(EPS))  # [R, B, T, F]
     wi = inv if weights is None else inv * weights.unsqueeze(-1)
-    a = _masked(P * (wi * inv).sum(0), m)
-    c = _masked(wi.sum(0), m)
     if not need_g:
-        return a, c, None, None
+        return _masked(P * (wi * inv).sum(0), m), _masked(wi.sum(0), m), None, None
     gn = _masked(P * (Vs * wi * inv).sum(0), m)
     gd = _masked((Vs * wi).sum(0), m)
-    return a, c, gn, gd
+    return None, None, gn, gd
 
 
 def fused_is_cost(P: torch.Tensor, Vs: Optional[torch.Tensor], st: NMFState, mask: torch.Tensor,

@@ -20,7 +20,7 @@ import torch
 Draw = Callable[..., torch.Tensor]
 
 #: one MH acceptance step (:func:`mh_accept`, or its compiled form)
-Accept = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+Accept = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 #: one Langevin move without the gradient (:func:`langevin_move`, or its compiled form)
 Move = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -38,6 +38,8 @@ class MHResult:
     energy: Energy  # its energy terms
     kept: torch.Tensor  # [n_steps - burn_in, ..., B, T, L] the states after burn-in
     accepted: torch.Tensor  # [..., B, T] number of accepted moves (0 on padding)
+    #: [n_steps - burn_in, ..., B, T, D] the tracked quantity of each kept state (``run(track=...)``)
+    tracked: Optional[torch.Tensor] = None
 
 
 class RandomWalkMH:
@@ -53,27 +55,44 @@ class RandomWalkMH:
         self.proposal_var = float(proposal_var)
         self.prior_weight = float(prior_weight)
 
-    def run(self, z: torch.Tensor, energy: Energy, energy_fn: Callable[[torch.Tensor], Energy], mask: torch.Tensor,
-            randn: Draw, rand: Draw, n_steps: int, burn_in: int, *, accept: Optional[Accept] = None) -> MHResult:
+    def run(self, z: torch.Tensor, energy: Energy, energy_fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+            mask: torch.Tensor, randn: Draw, rand: Draw, n_steps: int, burn_in: int, *, accept: Optional[Accept] = None,
+            track: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> MHResult:
         """``n_steps`` moves from ``z`` (energy terms ``energy``; ``energy_fn(z')`` gives those of a
         proposal), keeping the states after ``burn_in``. Padding frames never move. ``accept``: the
         acceptance step (default :func:`mh_accept`; the EM passes its compiled form when
-        ``EMConfig.compile`` is on). Every random number is drawn before the loop, outside it."""
+        ``EMConfig.compile`` is on). Every random number is drawn before the loop, outside it.
+
+        ``track``: a per-frame quantity of a state, ``track(z) -> [..., B, T, D]`` (MCEM: the decoded
+        speech variance), which ``energy_fn`` then returns as a third element for its proposal
+        (it computes it anyway). ``MHResult.tracked`` holds it for every kept state: ``track`` is
+        called once, on the state at the end of the burn-in, and from there the quantity follows
+        the accepted moves frame by frame (:func:`select_frames`), instead of a second pass (e.g.
+        a decoder call) over the kept states. Valid only when a frame's quantity depends on that
+        frame's latent alone (a frame-local decoder,
+        :attr:`models.base.SpeechModel.frame_local_decoder`)."""
         lead, L = tuple(z.shape[:-3]), z.shape[-1]
         steps = randn((n_steps,) + lead, (L,)) * math.sqrt(self.proposal_var)
         logu = torch.log(rand((n_steps,) + lead).clamp_min(1e-30))
         lik, quad = energy
-        kept = []
+        kept, kept_q = [], []
+        q: Optional[torch.Tensor] = track(z) if track is not None and burn_in == 0 else None
         n_acc = torch.zeros_like(lik)
         w = self.prior_weight
         accept = mh_accept if accept is None else accept
         for m in range(n_steps):
             zp = z + steps[m]
-            likp, quadp = energy_fn(zp)
-            z, lik, quad, n_acc = accept(z, zp, lik, likp, quad, quadp, logu[m], mask, n_acc, w)
+            out = energy_fn(zp)
+            z, lik, quad, n_acc, acc = accept(z, zp, lik, out[0], quad, out[1], logu[m], mask, n_acc, w)
+            if track is not None:
+                if m == burn_in - 1:
+                    q = track(z)
+                elif m >= burn_in:
+                    q = select_frames(acc, out[2], q)
+                    kept_q.append(q)
             if m >= burn_in:
                 kept.append(z)
-        return MHResult(z, (lik, quad), torch.stack(kept), n_acc)
+        return MHResult(z, (lik, quad), torch.stack(kept), n_acc, torch.stack(kept_q) if kept_q else None)
 
     @staticmethod
     def rate(accepted: torch.Tensor, mask: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -121,17 +140,24 @@ class Langevin:
 
 def mh_accept(z: torch.Tensor, zp: torch.Tensor, lik: torch.Tensor, likp: torch.Tensor, quad: torch.Tensor,
               quadp: torch.Tensor, logu: torch.Tensor, mask: torch.Tensor, n_acc: torch.Tensor,
-              prior_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+              prior_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One MH acceptance step for every frame: accept the proposal ``zp`` where
     ``log u < lik - lik' + prior_weight (quad - quad')`` on real frames; returns the new
-    ``(z, lik, quad, n_acc)`` (``z [..., B, T, L]``, the rest ``[..., B, T]``). A pure function, so
-    ``torch.compile`` can fuse it (:func:`models.enhancement.context.step_kernels`)."""
+    ``(z, lik, quad, n_acc)`` and the decisions ``acc`` (``z [..., B, T, L]``, the rest ``[..., B,
+    T]``, ``acc`` bool). A pure function, so ``torch.compile`` can fuse it
+    (:func:`models.enhancement.context.step_kernels`)."""
     log_a = lik - likp + prior_weight * (quad - quadp)
     acc = (logu < log_a) & mask
     z = torch.where(acc.unsqueeze(-1), zp, z)
     lik = torch.where(acc, likp, lik)
     quad = torch.where(acc, quadp, quad)
-    return z, lik, quad, n_acc + acc.to(n_acc.dtype)
+    return z, lik, quad, n_acc + acc.to(n_acc.dtype), acc
+
+
+def select_frames(acc: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` on the frames where ``acc [..., B, T]`` is True, ``old`` elsewhere (``[..., B, T, D]``):
+    a per-frame quantity following the accepted MH moves."""
+    return torch.where(acc.unsqueeze(-1), new, old)
 
 
 def langevin_move(z: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, lr: float) -> torch.Tensor:

@@ -64,6 +64,7 @@ class ToyVAE(SpeechModel):
     """Frame-wise MLP VAE (audio-only, or AV with a gated fusion reporting its weights). Toy."""
 
     name = "toy-vae"
+    frame_local_decoder = True  # frame-wise layers and gate
 
     def __init__(self, n_freq: int = 513, latent_dim: int = 16, hidden: int = 128, visual: bool = False, lip_size: int = 16, vdim: int = 32) -> None:
         super().__init__()

@@ -201,6 +201,14 @@ class Fusion(nn.Module):
         return torch.cat([av, self.context(av, mask)], dim=-1)
 
     @property
+    def couples_frames(self) -> bool:
+        """Whether the fused output of a frame depends on the audio input of other frames (the
+        temporal context of the weight computations; attention windows over the *visual* stream
+        do not count: the video is fixed during the EM). Checked for every registered fusion by
+        ``tests/test_frame_local_decoder.py``."""
+        return self.context is not None
+
+    @property
     def score_dim(self) -> int:
         return self.config.audio_dim + self.config.visual_dim + self.context_dim
 
