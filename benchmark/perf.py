@@ -195,13 +195,32 @@ def available_devices(devices: Sequence[str]) -> tuple[list[str], list[str]]:
     return ok, skipped
 
 
-def _warm_up(model: Any, algorithms: Sequence[str], inputs: list, dev: str, params: dict[str, dict]) -> None:
+def _warm_up(model: Any, algorithms: Sequence[str], inputs: list, dev: str, params: dict[str, dict],
+             frame_budget: int = 20000, seed: int = 0) -> None:
     """One 1-iteration run per algorithm on one input: thread pools, kernels and the allocator are
-    set up outside the timings."""
+    set up outside the timings; for an algorithm with ``compile`` on, also the compilations the
+    timed runs need (:func:`_compile_warm_up`)."""
     from models.enhancement.api import enhance
 
     for alg in algorithms:
         enhance(model, alg, inputs[:1], params=dict(params.get(alg) or {}, n_iter=1), device=dev, progress=False)
+        _compile_warm_up(model, alg, inputs, dev, params.get(alg), frame_budget, seed)
+
+
+def _compile_warm_up(model: Any, alg: str, inputs: list, dev: str, params: Optional[dict], frame_budget: int,
+                     seed: int) -> None:
+    """With ``compile`` on in ``params``: 2-iteration runs (the final estimate included) on the whole
+    batch and on the batch without its last utterance, so that the step functions are compiled for
+    these shapes *and* in their dynamic-batch form (dynamo recompiles a function with the batch
+    dimension dynamic when it sees a second batch size, as in a timed run once converged
+    utterances leave the batch); no compilation is then timed. Nothing with ``compile`` off."""
+    from models.enhancement.api import enhance
+
+    if (params or {}).get("compile", "off") == "off":
+        return
+    for part in (inputs, inputs[:-1]) if len(inputs) > 1 else (inputs,):
+        enhance(model, alg, part, params=dict(params or {}, n_iter=2), device=dev, frame_budget=frame_budget, seed=seed,
+                progress=False)
 
 
 def _timed_enhance(model: Any, alg: str, inputs: list, dev: str, params: Optional[dict], frame_budget: int,
@@ -236,7 +255,7 @@ def run_perf(model: Any, inputs: list, algorithms: list[str], devices: list[str]
     params = params or {}
     rows: list[PerfRow] = []
     for dev in devices:
-        _warm_up(model, algorithms, inputs, dev, params)
+        _warm_up(model, algorithms, inputs, dev, params, frame_budget, seed)
         for alg in algorithms:
             for mode, budget in (("one-by-one", 1), ("batched", frame_budget)):
                 wall, peak, per, dur = _timed_enhance(model, alg, inputs, dev, params.get(alg), budget, seed)
@@ -678,8 +697,9 @@ def flag_effects(model: Any, inputs: list, algorithms: Sequence[str], devices: S
             outs: dict[str, tuple] = {}
             for name, p in runs.items():
                 # warm-up on the same batch (2 iterations, the final estimate included): a compiled
-                # variant compiles here for these shapes, not in the timed run
+                # variant compiles here for these shapes and for a shrinking batch, not in the timed run
                 _timed_enhance(model, alg, inputs, dev, dict(p, n_iter=2), frame_budget, seed)
+                _compile_warm_up(model, alg, inputs, dev, p, frame_budget, seed)
                 wall, _, per, dur = _timed_enhance(model, alg, inputs, dev, p, frame_budget, seed)
                 est = enhance(model, alg, inputs[:1], params=p, device=dev, seed=seed, progress=False)[0].estimate
                 outs[name] = (wall, dur, per, est)

@@ -125,3 +125,19 @@ def test_gpu_check_script_parses_and_names_its_steps():
     for s in ("agreement", "curve", "profile", "flags", "smoke", "repro"):
         assert f"\n    {s})" in text
     assert "set -euo pipefail" in text and "training.device=cuda" in text and "enhance.device=cuda" in text
+
+
+def test_compile_warm_up_covers_the_whole_and_a_shrunk_batch(monkeypatch):
+    """A compiled variant is warmed up on the timed batch and on one utterance fewer (dynamo's
+    dynamic-batch recompilation, which a timed run would otherwise pay when converged utterances
+    leave the batch); nothing is run for the exact path."""
+    calls = []
+    import models.enhancement.api as api
+
+    monkeypatch.setattr(api, "enhance", lambda model, alg, inputs, **kw: calls.append((len(inputs), kw["params"])))
+    inputs = list(range(5))
+    perf._compile_warm_up(None, "mcem", inputs, "cpu", {"tol": 1e-5}, 20000, 0)
+    assert calls == []
+    perf._compile_warm_up(None, "mcem", inputs, "cpu", {"compile": "default"}, 20000, 0)
+    assert [n for n, _ in calls] == [5, 4]
+    assert all(p == {"compile": "default", "n_iter": 2} for _, p in calls)
