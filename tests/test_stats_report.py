@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark.report.stats import (bootstrap_ci, holm, paired_tests, rank_biserial, select_systems, summarize,
+from benchmark.report.stats import (bootstrap_ci, has_model_mask, holm, paired_tests, rank_biserial, select_systems, summarize,
                                     wilcoxon_paired)
 
 
@@ -119,3 +119,9 @@ def test_paired_tests_default_references_and_effect_sizes():
     by = paired_tests(df, "si_sdr", by=["snr_db"], n_boot=0)
     assert set(by["snr_db"]) == {-5.0, 5.0}
     assert by["diff_ci_low"].isna().all()
+
+
+def test_has_model_mask_treats_nan_and_blank_model_ids_as_baselines():
+    df = pd.DataFrame({"model_id": ["a-vae", np.nan, "", "  ", "av-vae/concat"]})
+    assert has_model_mask(df).tolist() == [True, False, False, False, True]
+    assert has_model_mask(pd.DataFrame({"x": [1, 2]})).tolist() == [True, True]

@@ -23,7 +23,7 @@ from benchmark.report import diagnostics as diag
 from benchmark.report import plots
 from benchmark.report.html import HtmlReport, esc, frame_table_html, methods_html, metric_methods, paper_table_html
 from benchmark.report.runfolder import RunData, load_run, resolve
-from benchmark.report.stats import SEED_COLUMN, paired_tests, select_systems, summarize_many
+from benchmark.report.stats import SEED_COLUMN, has_model_mask, paired_tests, select_systems, summarize_many
 from benchmark.report.style import metric_label, metric_short, report_palette, system_order
 from benchmark.report.models_table import lip_information, training_summary, training_table
 from benchmark.report.tables import (PRECISION_TARGET_DB, difference_table, efficiency_table, headline_tests, paper_table,
@@ -121,8 +121,7 @@ def spectrogram_systems(systems: list[str], df: pd.DataFrame, references: list[s
     """At most ``limit`` of ``systems`` (in table order) for an example's spectrogram figure: the
     baselines (rows without a model) and the paired tests' reference systems first, then the
     others in order; the result keeps the table order."""
-    has_model = df["model_id"].fillna("").astype(str).str.strip() != "" if "model_id" in df else pd.Series(True, index=df.index)
-    baselines = set(df.loc[~has_model, "system"]) if "system" in df else set()
+    baselines = set(df.loc[~has_model_mask(df), "system"]) if "system" in df else set()
     refs = set(select_systems(df, references)) if "system" in df else set()
     first = [s for s in systems if s in baselines or s in refs]
     keep = set((first + [s for s in systems if s not in first])[:max(0, limit)])
@@ -358,8 +357,7 @@ def _write(rd: RunData, rs: ReportSpec, out: Path, progress: bool) -> Path:
     rel_show = rel_kind = pd.DataFrame()
     if not rel.empty:
         rel_show = rel.copy()
-        has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"])
-        rel_show = rel_show[rel_show["system"].isin(has_model)].reset_index(drop=True)
+        rel_show = rel_show[rel_show["system"].isin(set(df.loc[has_model_mask(df), "system"]))].reset_index(drop=True)
         write_frame(rel_show, ctx.tables / "reliability", title="Reliability-weight diagnostics")
         rel_kind = diag.paired_summary(pairs, systems=order, **kw)
         if not rel_kind.empty:

@@ -347,6 +347,15 @@ def wilcoxon_paired(a: Sequence[float], b: Sequence[float]) -> WilcoxonResult:
     return WilcoxonResult(n, stat, p, float(d.mean()), float(np.median(d)), rank_biserial(d))
 
 
+def has_model_mask(df: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows of a system with a model (a non-empty ``model_id``; NaN and blank
+    count as none): the baselines (noisy, oracle Wiener, NMF) are the rows without one. A frame
+    without a ``model_id`` column has a model on every row."""
+    if "model_id" not in df:
+        return pd.Series(True, index=df.index)
+    return df["model_id"].fillna("").astype(str).str.strip() != ""
+
+
 def select_systems(df: pd.DataFrame, selectors: Sequence[str], system_col: str = "system") -> list[str]:
     """Systems matching any ``"column=value"`` selector (e.g. ``"fusion=concat"``,
     ``"model=a-vae"``, ``"system=noisy"``); selectors on absent columns match nothing."""
@@ -402,8 +411,7 @@ def paired_tests(
     pair_on = [c for c in pair_on if c in df]
     if not pair_on:
         raise KeyError("paired tests need utt_id/condition_id columns to pair rows")
-    has_model = df["model_id"].fillna("").astype(str).str.strip() != "" if "model_id" in df else pd.Series(True, index=df.index)
-    systems = list(pd.unique(df.loc[has_model, system_col]))
+    systems = list(pd.unique(df.loc[has_model_mask(df), system_col]))
     sys_within = df.drop_duplicates(system_col).set_index(system_col)[within].astype(str) if within else None
     # outside systems (model "external": no algorithm of the suite) are compared with every reference
     external = set(df.loc[df["model"].astype(str) == "external", system_col]) if "model" in df else set()

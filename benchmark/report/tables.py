@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.report.stats import DEFAULT_REFERENCES, SEED_COLUMN, paired_tests, select_systems, summarize
+from benchmark.report.stats import DEFAULT_REFERENCES, SEED_COLUMN, has_model_mask, paired_tests, select_systems, summarize
 from benchmark.report.style import EXTERNAL_MARK, metric_label
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ def paper_table(
                 if td["p_holm"] < alpha and sign * td["mean_diff"] > 0 and td["system"] in markers.index:
                     mk = marker(refs.index(td["reference"]))
                     markers.loc[td["system"], td["tcolumn"]] += mk
-    has_model = set(df.loc[df["model_id"].astype(str).str.strip() != "", "system"].unique()) if "model_id" in df else set(systems)
+    has_model = set(df.loc[has_model_mask(df), "system"].unique()) if "model_id" in df else set(systems)
     controls = set()  # the diagnostics' controls (e.g. the oracle-reliability fusion) are never ranked
     if {"system", "fusion"}.issubset(df.columns):
         from benchmark.report.diagnostics import control_of
