@@ -14,7 +14,9 @@ writes ``checkpoint.pt`` + ``config.json`` + ``curves.csv`` + ``curves.png`` int
   the same objective.)
 * Adam with ``lr`` (published 1e-4; see the smoke preset for what converges in minutes on CPU),
   ``patience`` epochs of early stopping on the validation negative ELBO, the best weights kept
-  (a *copy*, not a reference: trap T12 of the published code, ``docs/references.md``), optional linear KL warm-up over
+  (a *copy*, not a reference: trap T12 of the published code, ``docs/references.md``), optional
+  lr decay on a validation plateau (``lr_decay``, ``lr_decay_patience``, ``lr_decay_floor``; off by
+  default, as published: the lr of each epoch is in the curves), optional linear KL warm-up over
   ``kl_warmup_epochs`` (off by default, as published), an optional wall-clock budget.
 * AV models: optional initialisation from a trained A-VAE (``init_from``), and the augmentation of
   :mod:`models.augment` when ``reliability_augmentation`` is on (``augment_p_corrupt``,
@@ -65,7 +67,7 @@ from models.training_config import ModelEntry, TrainingSpec
 log = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ["epoch", "beta", "train_loss", "train_is_per_bin", "train_kl", "train_reliability_loss", "val_loss",
-                 "val_is_per_bin", "val_kl", "seconds"]
+                 "val_is_per_bin", "val_kl", "lr", "seconds"]
 
 #: a visual "augmenter" that blanks the whole video (level 1 everywhere): the zeroed-video check
 VideoTransform = Callable[[np.ndarray, str, int], "tuple[np.ndarray, np.ndarray]"]
@@ -301,6 +303,10 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
     train_b = _Batcher(data.train, tr.seq_len, tr.batch_size, model.is_audio_visual, augmenter, stft_cfg)
     val_b = _Batcher(data.val, tr.seq_len, tr.batch_size, model.is_audio_visual, None, stft_cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=tr.lr)
+    # optional lr decay on a validation plateau (off at lr_decay 1.0, as published)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=tr.lr_decay, patience=tr.lr_decay_patience,
+        min_lr=tr.lr * tr.lr_decay_floor) if tr.lr_decay < 1.0 else None
 
     curves: list[dict[str, float]] = []
     best = {"val_loss": float("inf"), "epoch": -1}
@@ -321,7 +327,7 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
         vam = _run_epoch(model, val_b, 0, device, 1.0, None, None, val_gen)
         row = {"epoch": epoch + 1, "beta": beta, "train_loss": trm["loss"], "train_is_per_bin": trm["is_per_bin"],
                "train_kl": trm["kl"], "train_reliability_loss": trm.get("reliability", 0.0), "val_loss": vam["loss"], "val_is_per_bin": vam["is_per_bin"],
-               "val_kl": vam["kl"], "seconds": time.time() - te}
+               "val_kl": vam["kl"], "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - te}
         curves.append(row)
         bar.set_postfix(train=f"{trm['loss']:.1f}", val=f"{vam['loss']:.1f}", val_is=f"{vam['is_per_bin']:.3f}")
         log.debug("%s epoch %d: %s", label, epoch + 1, row)
@@ -339,6 +345,8 @@ def _train_model(entry: ModelEntry, training: TrainingSpec, corpus_root: Path, o
             if bad > tr.patience:
                 stop_reason = f"early stop (no val improvement in {tr.patience} epochs)"
                 break
+        if scheduler is not None and beta >= 1.0:
+            scheduler.step(vam["loss"])
         if tr.max_minutes is not None and (time.time() - t0) / 60 > tr.max_minutes:
             stop_reason = f"time budget {tr.max_minutes} min"
             break

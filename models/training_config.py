@@ -62,6 +62,12 @@ class TrainingSpec:
     batch_size: int = field(default=32, metadata={"range": (1, 100000)})
     seq_len: int = field(default=50, metadata={"range": (1, 100000)})
     patience: int = field(default=5, metadata={"range": (0, 100000)})
+    # learning-rate decay on a validation plateau (torch ReduceLROnPlateau on the validation
+    # negative ELBO): the lr is multiplied by lr_decay after lr_decay_patience epochs without
+    # improvement, down to lr * lr_decay_floor; 1.0 = off (the published code keeps the lr fixed)
+    lr_decay: float = field(default=1.0, metadata={"range": (0.0, 1.0)})
+    lr_decay_patience: int = field(default=3, metadata={"range": (0, 100000)})
+    lr_decay_floor: float = field(default=0.01, metadata={"range": (0.0, 1.0)})
     kl_warmup_epochs: int = field(default=0, metadata={"range": (0, 100000)})
     reliability_augmentation: bool = True
     # visual-reliability augmentation (models/augment.py): probability of one random visual

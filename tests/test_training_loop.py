@@ -98,3 +98,24 @@ def test_augmentation_settings_come_from_the_training_spec(toy, tmp_path):
     with pytest.raises(ValueError, match="must not exceed 1"):
         train_model(entry, _spec(epochs=1, reliability_augmentation=True, augment_p_corrupt=0.8, augment_p_drop=0.5),
                     root, tmp_path / "b", data=data, progress=False)
+
+
+def test_lr_decays_on_validation_plateau_only_when_asked(toy, tmp_path):
+    root, data = toy
+    # lr 3e-2 on the toy corpus: the validation loss stalls within a few epochs
+    spec = _spec(epochs=10, lr=3e-2, patience=100, lr_decay=0.5, lr_decay_patience=0, lr_decay_floor=0.1)
+    train_model(ModelEntry("a-vae"), spec, root, tmp_path / "d", data=data, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "d" / "curves.csv")))
+    lrs = [float(r["lr"]) for r in rows]
+    vals = [float(r["val_loss"]) for r in rows]
+    assert lrs[0] == pytest.approx(3e-2) and all(b <= a for a, b in zip(lrs, lrs[1:]))
+    assert min(lrs) >= 3e-3 - 1e-12  # the floor: lr * lr_decay_floor
+    best = vals[0]
+    for k in range(1, len(rows) - 1):  # patience 0: a non-improving epoch halves the next epoch's lr
+        if vals[k] < best:
+            best = vals[k]
+        elif lrs[k] > 3e-3 + 1e-12:
+            assert lrs[k + 1] == pytest.approx(max(lrs[k] * 0.5, 3e-3))
+    assert lrs[-1] < lrs[0], "the validation loss never stalled in 10 epochs at lr 3e-2 (the test's premise)"
+    train_model(ModelEntry("a-vae"), _spec(epochs=3), root, tmp_path / "f", data=data, progress=False)
+    assert {float(r["lr"]) for r in csv.DictReader(open(tmp_path / "f" / "curves.csv"))} == {3e-3}
