@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.spec import load_spec, preset_names
 
-SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study", "study-power"]
+SHIPPED = ["smoke", "paper-table", "paper-table-wide", "visual-stress", "ablation", "full", "study", "study-power", "study-converged"]
 
 
 def test_all_presets_shipped():
@@ -250,3 +250,28 @@ def test_study_preset_answers_the_question():
     assert off.fusion == "constant" and off.params["fusion_params"]["visual_weight"] == 0.0
     assert off.training == concat.training and spec.training.init_from_avae
     assert {"noisy", "oracle-wiener", "nmf-only"} <= set(spec.enhance.baselines)
+
+
+def test_study_converged_preset_trains_the_headline_to_early_stopping():
+    """study-converged: the study's corpus and headline systems (A-VAE, the budget-matched video-off
+    control, concat: the same entries apart from the epoch cap), trained until early stopping --
+    the caps sit far above the measured stopping epochs (A-VAE 129, AV 45 at batch_size 8) -- with
+    three seeds, and the video-off control trained exactly like concat."""
+    from benchmark.configtools import to_dict
+
+    conv, study = load_spec("study-converged"), load_spec("study")
+    assert to_dict(conv.corpus) == to_dict(study.corpus)
+    assert conv.training.seed_list == [0, 1, 2] and conv.training.patience > 0
+    assert conv.training.epochs >= 3 * 129 and conv.training.lr == study.training.lr
+    by_label = {m.label: m for m in conv.models}
+    assert set(by_label) == {"a-vae", "av-vae/video-off", "av-vae/concat"}
+    off, concat = by_label["av-vae/video-off"], by_label["av-vae/concat"]
+    assert off.training == concat.training and concat.training["epochs"] >= 3 * 45
+    study_by_label = {m.label: m for m in study.models}
+    for label, m in by_label.items():  # the study's entries, with the cap lifted
+        assert {k: v for k, v in to_dict(m).items() if k != "training"} == \
+            {k: v for k, v in to_dict(study_by_label[label]).items() if k != "training"}, label
+    assert conv.conditions.corruptions == ["none"] and -5.0 in conv.conditions.snrs_db
+    assert conv.conditions.n_utterances >= 2 * study.conditions.n_utterances
+    assert conv.enhance.algorithms == ["ldem", "mcem"] and not conv.enhance.algorithm_params
+    assert conv.report.references == ["model=a-vae", "model_id=av-vae/video-off", "model_id=av-vae/concat"]
